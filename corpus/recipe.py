@@ -1,0 +1,159 @@
+"""Recipes: YAML files in ``pipelines/`` loaded into typed, validated configuration.
+
+Unknown keys and bad values fail before any work, with a message naming the file and the key path
+(``ingest.sources[2].fraction``). Local paths in a recipe are relative to the recipe file; the
+prefix ``embedded:`` points into the package's embedded sample data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from corpus.resources import resource, samples_dir
+
+EMBEDDED = "embedded:"
+
+
+class RecipeError(ValueError):
+    """The recipe file is missing, not YAML, or does not validate."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceSpec(Strict):
+    """Where a seed dataset (or an eval set) lives and how to read it."""
+
+    name: str = Field(description="Unique name; becomes the `source` column (or the leak:<name> benchmark name).")
+    adapter: str = Field(description="Adapter that knows the dataset's columns and label mapping.")
+    hub: str | None = Field(None, description="Hugging Face hub id, loaded with datasets.load_dataset.")
+    config: str | None = Field(None, description="Hub config name.")
+    split: str = Field("train", description="Split to read.")
+    path: str | None = Field(
+        None, description="Local file or folder (parquet, json, jsonl[.gz], csv, image folder, zip)."
+    )
+    format: Literal["auto", "parquet", "json", "jsonl", "csv", "imagefolder", "zip"] = "auto"
+    member: str | None = Field(None, description="File inside a zip archive given as `path`.")
+    images_root: str | None = Field(None, description="Folder or zip where relative image paths in records resolve.")
+    fraction: float = Field(1.0, gt=0.0, le=1.0, description="Share of the source kept (seeded, by sample id).")
+    limit: int | None = Field(None, gt=0, description="Read at most this many records.")
+    enabled: bool = True
+    options: dict[str, Any] = Field(default_factory=dict, description="Adapter options (validated by the adapter).")
+
+    @model_validator(mode="after")
+    def _one_location(self) -> SourceSpec:
+        if bool(self.hub) == bool(self.path):
+            raise ValueError("give exactly one of `hub` or `path`")
+        return self
+
+
+class HeldoutConfig(Strict):
+    """Rows of some modalities split off (by image hash, seeded) and written as an eval set."""
+
+    name: str = "harm_image_test"
+    modalities: list[Literal["text", "image", "text_image"]] = Field(default_factory=lambda: ["image"])
+    fraction: float = Field(0.2, ge=0.0, lt=1.0)
+
+
+class DecontamConfig(Strict):
+    enabled: bool = True
+    ngram: int = Field(13, ge=3, description="Word n-gram size for overlap matching.")
+    phash_max_distance: int = Field(4, ge=0, le=32, description="Max Hamming distance of 64-bit perceptual hashes.")
+    eval_sets: list[SourceSpec] = Field(default_factory=list)
+
+
+class IngestConfig(Strict):
+    part_rows: int = Field(5000, ge=1, description="Rows per Parquet part (bounds memory).")
+    max_text_chars: int = Field(200_000, ge=1, description="Longer prompts/responses are dropped (text_too_long).")
+    max_image_pixels: int = Field(89_478_485, ge=1, description="Larger images are dropped (image:too_large).")
+    max_image_bytes: int = Field(50_000_000, ge=1)
+    dedup: bool = True
+    taxonomy: str | None = Field(None, description="Taxonomy YAML; default: the shipped corpus/taxonomy.yaml.")
+    sources: list[SourceSpec] = Field(default_factory=list)
+    heldout: HeldoutConfig | None = Field(default_factory=HeldoutConfig)
+    decontaminate: DecontamConfig = Field(default_factory=DecontamConfig)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> IngestConfig:
+        names = [s.name for s in self.sources]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate source names {dup}")
+        return self
+
+
+class Recipe(Strict):
+    name: str
+    description: str = ""
+    seed: int = 0
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    # stage sections: each later stage adds its own typed section below this line
+    #: the folder of the recipe file (local paths resolve against it); not part of the YAML
+    base_dir: Path | None = Field(None, exclude=True)
+
+    def resolve(self, path: str | None) -> Path | None:
+        """Resolve a recipe path: ``embedded:`` prefix, absolute, or relative to the recipe file."""
+        if path is None:
+            return None
+        if path.startswith(EMBEDDED):
+            return samples_dir() / path[len(EMBEDDED):]
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.base_dir or Path.cwd()) / p
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _format_errors(errors: list[dict], file: str, prefix: str = "") -> str:
+    lines = []
+    for e in errors:
+        key = prefix + _loc(tuple(p for p in e["loc"] if p not in ("function-after",)))
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"{file}: {key or '<top>'}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_recipe(data: Any, file: str = "<recipe>", base_dir: Path | None = None) -> Recipe:
+    """Validate a recipe mapping, including every source's adapter options."""
+    from corpus.sources.base import adapter_class
+
+    if not isinstance(data, dict):
+        raise RecipeError(f"{file}: a recipe must be a YAML mapping, got {type(data).__name__}")
+    try:
+        recipe = Recipe.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as exc:
+        raise RecipeError(_format_errors(exc.errors(), file)) from None
+    groups = [("ingest.sources", recipe.ingest.sources), ("ingest.decontaminate.eval_sets",
+                                                         recipe.ingest.decontaminate.eval_sets)]
+    for where, specs in groups:
+        for i, spec in enumerate(specs):
+            try:
+                cls = adapter_class(spec.adapter)
+            except KeyError as exc:
+                raise RecipeError(f"{file}: {where}[{i}].adapter: {exc.args[0]}") from None
+            try:
+                cls.Options.model_validate(spec.options)
+            except ValidationError as exc:
+                raise RecipeError(_format_errors(exc.errors(), file, f"{where}[{i}].options.")) from None
+    return recipe
+
+
+def load_recipe(path: str | Path | None = None) -> Recipe:
+    """Load a recipe file; ``None`` loads the embedded default recipe."""
+    p = Path(path) if path is not None else resource("pipelines", "default.yaml")
+    if not p.exists():
+        raise RecipeError(f"recipe file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{p}: not valid YAML: {exc}") from None
+    return parse_recipe(data, str(p), p.resolve().parent)
