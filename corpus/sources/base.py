@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -81,10 +82,11 @@ class Source:
         self.spec = spec
         self.options = options if options is not None else self.Options.model_validate(spec.options or {})
 
-    def records(self) -> Iterator[Record]:
+    def records(self, path: Path | None) -> Iterator[Record]:
+        """Raw records of the source; ``path`` is ``spec.path`` resolved by the recipe (None for hub ids)."""
         from corpus.sources.loaders import iter_records
 
-        yield from iter_records(self.spec, self.required_columns)
+        yield from iter_records(self.spec, self.required_columns, path)
 
     def convert(self, fields: dict[str, Any], index: int) -> list[Draft] | Drop:
         raise NotImplementedError

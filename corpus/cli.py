@@ -1,0 +1,138 @@
+"""The ``corpus`` command line: run a whole recipe, one stage, or print a run's statistics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import typer
+
+from corpus.recipe import RecipeError, load_recipe
+from corpus.schema import SchemaError
+from corpus.sources.base import SourceError
+from corpus.stages import available_stages, get_stage
+
+app = typer.Typer(
+    help="Build the GuardReasoner-VL reasoning corpus: ingest seed safety datasets, synthesize reasoning "
+    "with a teacher, filter, sample hard rows, concatenate, export, train. Every stage checkpoints to "
+    "Parquet under --out and resumes where it stopped.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+RECIPE_HELP = "Recipe YAML (see pipelines/). Default: the embedded default recipe (offline, CPU)."
+OUT_HELP = "Run directory: every stage writes <out>/<stage>/ there."
+FORCE_HELP = "Rerun the stage(s) even when their manifest matches."
+USER_ERRORS = (RecipeError, SourceError, SchemaError, FileNotFoundError)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _run_stages(stages: list[str], recipe_path: Path | None, out: Path, force: bool, verbose: bool) -> None:
+    _setup_logging(verbose)
+    try:
+        recipe = load_recipe(recipe_path)
+        out.mkdir(parents=True, exist_ok=True)
+        for stage in stages:
+            typer.secho(f"[{stage}]", bold=True, err=True)
+            manifest = get_stage(stage).run(recipe, out, force=force)
+            typer.echo(f"{stage}: {manifest.get('rows_in', 0)} in, {manifest.get('rows_out', 0)} out, "
+                       f"{manifest.get('rows_dropped', 0)} dropped", err=True)
+    except USER_ERRORS as exc:
+        _fail(exc)
+
+
+@app.command()
+def run(
+    recipe: Path | None = typer.Argument(None, help=RECIPE_HELP),
+    out: Path = typer.Option(Path("runs/default"), "--out", "-o", help=OUT_HELP),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    until: str | None = typer.Option(None, "--until", help="Stop after this stage."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run every stage of a recipe in order, then print the statistics."""
+    stages = available_stages()
+    if until is not None:
+        if until not in stages:
+            _fail(ValueError(f"--until {until!r}: not one of {stages}"))
+        stages = stages[: stages.index(until) + 1]
+    _run_stages(stages, recipe, out, force, verbose)
+    stats(out, as_json=False)
+
+
+def _stage_command(stage: str):
+    def command(
+        recipe: Path | None = typer.Argument(None, help=RECIPE_HELP),
+        out: Path = typer.Option(Path("runs/default"), "--out", "-o", help=OUT_HELP),
+        force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+        verbose: bool = typer.Option(False, "--verbose", "-v"),
+    ) -> None:
+        _run_stages([stage], recipe, out, force, verbose)
+
+    command.__doc__ = get_stage(stage).HELP
+    return command
+
+
+train_app = typer.Typer(help="Reference training: R-SFT and GRPO (TRL).", no_args_is_help=True)
+for _stage in available_stages():
+    if _stage.startswith("train-"):
+        train_app.command(_stage.removeprefix("train-"))(_stage_command(_stage))
+    else:
+        app.command(_stage)(_stage_command(_stage))
+if any(s.startswith("train-") for s in available_stages()):
+    app.add_typer(train_app, name="train")
+
+
+@app.command()
+def stats(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `corpus run` or a stage."),
+    as_json: bool = typer.Option(False, "--json", help="Print the same figures as JSON on stdout."),
+) -> None:
+    """Print per-stage figures: rows by source × modality × label, categories, drops by reason."""
+    from corpus.stats import collect, render
+
+    try:
+        report = collect(run_dir)
+    except FileNotFoundError as exc:
+        _fail(exc)
+    typer.echo(json.dumps(report, indent=2, default=str) if as_json else render(report))
+
+
+@app.command()
+def check(recipe: Path | None = typer.Argument(None, help=RECIPE_HELP)) -> None:
+    """Validate a recipe (keys, values, adapter options) without doing any work."""
+    try:
+        r = load_recipe(recipe)
+    except RecipeError as exc:
+        _fail(exc)
+    typer.echo(f"{r.name}: ok ({len(r.ingest.sources)} sources, "
+               f"{len(r.ingest.decontaminate.eval_sets)} eval sets)")
+
+
+@app.command()
+def adapters() -> None:
+    """List the source adapters a recipe can name, with their first docstring line."""
+    from corpus.sources.base import adapters as all_adapters
+
+    for name, cls in sorted(all_adapters().items()):
+        doc = (cls.__doc__ or "").strip().splitlines()
+        typer.echo(f"{name:22s} {doc[0] if doc else ''}")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,359 @@
+"""Stage ``ingest``: read every seed source into unified sample rows.
+
+Per record: adapter conversion (label mapping) → text checks → images validated and stored once by
+sha256 → id → seeded sampling by source fraction → exact dedup (within and across sources) →
+decontamination against the eval sets → held-out split (e.g. the 20% HarmImageTest images).
+Records are processed in units of ``part_rows`` records; each unit is one Parquet part, so a
+killed run resumes at the first unfinished unit and ends with the same rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from corpus.dedup import Deduper, content_key
+from corpus.images import ImageRejected, normalise_image, store_image
+from corpus.recipe import Recipe, SourceSpec
+from corpus.schema import load_schema
+from corpus.sources.base import Draft, Drop, Source, SourceError, adapter_class
+from corpus.sources.files import ImageRoot
+from corpus.store import StageWriter, part_name, stable_hash
+from corpus.taxonomy import Taxonomy
+
+HELP = (
+    "Read every seed source of the recipe (hub id or local files) into the unified sample schema: "
+    "label mapping, image validation and storage by sha256, seeded sampling, exact dedup, "
+    "decontamination against the eval sets and the held-out image split."
+)
+STAGE = "ingest"
+RECORD_JSON_LIMIT = 20_000
+log = logging.getLogger(__name__)
+
+
+def unit_fraction(*parts: Any) -> float:
+    """A deterministic number in [0, 1) from the given parts (seeded sampling without state)."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def sample_id(source: str, prompt: str | None, response: str | None, shas: list[str]) -> str:
+    return stable_hash([source, prompt, response, shas])[:16]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+def record_json(obj: Any) -> str:
+    text = json.dumps(_jsonable(obj), ensure_ascii=False, default=str)
+    return text if len(text) <= RECORD_JSON_LIMIT else text[:RECORD_JSON_LIMIT] + "…[cut]"
+
+
+def _path_fingerprint(path: Path | None) -> Any:
+    if path is None:
+        return None
+    if not path.exists():
+        return [str(path), "missing"]
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+
+
+def input_fingerprint(recipe: Recipe) -> str:
+    """Identify the ingest input: hub coordinates, or local file names, sizes and mtimes."""
+    cfg = recipe.ingest
+    specs = [s for s in cfg.sources if s.enabled] + list(cfg.decontaminate.eval_sets)
+    items = []
+    for s in specs:
+        items.append({
+            "spec": s.model_dump(),
+            "path": _path_fingerprint(recipe.resolve(s.path)),
+            "images_root": _path_fingerprint(recipe.resolve(s.images_root)),
+        })
+    items.append({"taxonomy": _path_fingerprint(recipe.resolve(cfg.taxonomy) if cfg.taxonomy else None)})
+    return stable_hash(items)
+
+
+@dataclass
+class Outcome:
+    """What happened to one draft or record inside a unit."""
+
+    kept: list[dict] = field(default_factory=list)
+    heldout: list[dict] = field(default_factory=list)
+    dropped: list[dict] = field(default_factory=list)
+
+
+class SourceReader:
+    """An adapter bound to its resolved paths and image root."""
+
+    def __init__(self, recipe: Recipe, spec: SourceSpec):
+        self.spec = spec
+        cls = adapter_class(spec.adapter)
+        self.adapter: Source = cls(spec, cls.Options.model_validate(spec.options))
+        self.path = recipe.resolve(spec.path)
+        root = recipe.resolve(spec.images_root) if spec.images_root else None
+        self.image_root = ImageRoot(root) if root is not None else None
+        self.taxonomy_section = cls.taxonomy_section or cls.adapter
+
+    def records(self):
+        return self.adapter.records(self.path)
+
+    def image_bytes(self, image) -> bytes:
+        if image.data is not None:
+            return image.data
+        if self.image_root is None:
+            raise ImageRejected("image:no_root", f"image {image.ref!r} given by path but the source has no images_root")
+        return self.image_root.read(image.ref)
+
+
+class Ingest:
+    """Runs the ingest stage of one recipe into one run directory."""
+
+    def __init__(self, recipe: Recipe, run_dir: Path):
+        self.recipe = recipe
+        self.cfg = recipe.ingest
+        self.run_dir = run_dir
+        self.taxonomy = Taxonomy.load(recipe.resolve(self.cfg.taxonomy) if self.cfg.taxonomy else None)
+        self.deduper = Deduper()
+        self.decontam = None
+
+    # -- eval sets -------------------------------------------------------------------------------
+    def build_decontam_index(self):
+        from corpus.decontam import DecontamIndex
+
+        dc = self.cfg.decontaminate
+        index = DecontamIndex(ngram=dc.ngram, phash_max_distance=dc.phash_max_distance)
+        if not dc.enabled:
+            return index
+        for spec in dc.eval_sets:
+            reader = SourceReader(self.recipe, spec)
+            n = 0
+            for rec in reader.records():
+                if rec.fields is None:
+                    continue
+                drafts = reader.adapter.convert(rec.fields, rec.index)
+                if isinstance(drafts, Drop):
+                    continue
+                for d in drafts:
+                    shas, phashes = [], []
+                    for img in d.images:
+                        try:
+                            norm = normalise_image(reader.image_bytes(img), max_pixels=self.cfg.max_image_pixels,
+                                                   max_bytes=self.cfg.max_image_bytes)
+                        except (ImageRejected, OSError, ValueError):
+                            continue
+                        shas.append(norm.sha256)
+                        phashes.append(norm.phash)
+                    index.add(spec.name, d.prompt, d.response, shas, phashes)
+                    n += 1
+            log.info("eval set %s: %d rows indexed", spec.name, n)
+        return index
+
+    # -- one draft -------------------------------------------------------------------------------
+    def draft_to_row(self, reader: SourceReader, d: Draft) -> dict | Drop:
+        spec = reader.spec
+        prompt = d.prompt.replace("\r\n", "\n") if d.prompt is not None else None
+        response = d.response.replace("\r\n", "\n") if d.response is not None else None
+        for name, text in (("prompt", prompt), ("response", response)):
+            if text is not None and len(text) > self.cfg.max_text_chars:
+                return Drop("text_too_long", f"{name} has {len(text)} characters (> {self.cfg.max_text_chars})")
+        if prompt is not None and not prompt.strip():
+            prompt = None
+        if prompt is None and not d.images:
+            return Drop("empty_request", "neither prompt text nor image")
+        images = []
+        for img in d.images:
+            try:
+                norm = normalise_image(reader.image_bytes(img), max_pixels=self.cfg.max_image_pixels,
+                                       max_bytes=self.cfg.max_image_bytes)
+            except ImageRejected as exc:
+                return Drop(exc.reason, f"{img.ref or 'inline image'}: {exc.detail}")
+            images.append((store_image(norm, self.run_dir), norm.phash))
+        shas = [i["sha256"] for i, _ in images]
+        modality = "text_image" if prompt and images else ("image" if images else "text")
+        row = {
+            "id": sample_id(spec.name, prompt, response, shas),
+            "source": spec.name,
+            "source_split": spec.split,
+            "source_id": d.source_id,
+            "modality": modality,
+            "prompt": prompt,
+            "response": response,
+            "images": [i for i, _ in images],
+            "request_label": d.request_label,
+            "response_label": d.response_label,
+            "refusal_label": d.refusal_label,
+            "label_origin": {
+                "request": "gold" if d.request_label else None,
+                "response": "gold" if d.response_label else None,
+            },
+            "categories": self.taxonomy.map(reader.taxonomy_section, d.raw_categories),
+            "raw_categories": list(d.raw_categories),
+            "meta": json.dumps(_jsonable(d.meta), ensure_ascii=False, sort_keys=True),
+            "_phashes": [p for _, p in images],
+        }
+        return row
+
+    def decide(self, row: dict) -> tuple[str, str | None, str]:
+        """Where a converted row goes: ("kept"|"heldout"|"dropped", reason, detail)."""
+        shas = [i["sha256"] for i in row["images"]]
+        key = content_key(row["prompt"], row["response"], shas)
+        if self.cfg.dedup and self.deduper.seen(key):
+            return "dropped", "duplicate", "same normalised text and images as an earlier row"
+        if self.decontam is not None:
+            hit = self.decontam.match(row["prompt"], row["response"], shas, row["_phashes"])
+            if hit is not None:
+                bench, how = hit
+                return "dropped", f"leak:{bench}", f"matches eval set {bench} ({how})"
+        ho = self.cfg.heldout
+        if ho is not None and ho.fraction > 0 and row["modality"] in ho.modalities:
+            if unit_fraction(self.recipe.seed, "heldout", *sorted(shas) or [row["id"]]) < ho.fraction:
+                return "heldout", None, ""
+        return "kept", None, ""
+
+    # -- units -----------------------------------------------------------------------------------
+    def units(self) -> Iterator[tuple[int, SourceReader, list]]:
+        unit = 0
+        for spec in self.cfg.sources:
+            if not spec.enabled:
+                continue
+            reader = SourceReader(self.recipe, spec)
+            chunk: list = []
+            n = 0
+            for rec in reader.records():
+                if spec.limit is not None and n >= spec.limit:
+                    break
+                n += 1
+                chunk.append(rec)
+                if len(chunk) >= self.cfg.part_rows:
+                    yield unit, reader, chunk
+                    unit += 1
+                    chunk = []
+            if chunk:
+                yield unit, reader, chunk
+                unit += 1
+
+    def process(self, reader: SourceReader, records: list) -> tuple[Outcome, Counter]:
+        spec = reader.spec
+        out = Outcome()
+        counts: Counter = Counter(rows_in=len(records))
+
+        def drop(reason: str, detail: str, record: Any, source_id: str | None, row_id: str | None = None):
+            out.dropped.append({
+                "drop_reason": reason, "detail": detail, "id": row_id, "source": spec.name,
+                "source_split": spec.split, "source_id": source_id, "record": record_json(record),
+            })
+
+        for rec in records:
+            if rec.fields is None:
+                drop(rec.drop.reason, rec.drop.detail, None, str(rec.index))
+                continue
+            try:
+                converted = reader.adapter.convert(rec.fields, rec.index)
+            except SourceError:
+                raise
+            except Exception as exc:  # one bad record never kills the run
+                drop(f"adapter_error:{type(exc).__name__}", f"record {rec.index}: {exc}", rec.fields, str(rec.index))
+                continue
+            if isinstance(converted, Drop):
+                drop(converted.reason, converted.detail, rec.fields, str(rec.index))
+                continue
+            for d in converted:
+                if spec.fraction < 1.0 and unit_fraction(self.recipe.seed, spec.name, d.source_id) >= spec.fraction:
+                    drop("sampled_out", f"outside the {spec.fraction:.0%} sample", _draft_view(d), d.source_id)
+                    continue
+                try:
+                    row = self.draft_to_row(reader, d)
+                except ImageRejected as exc:
+                    row = Drop(exc.reason, exc.detail)
+                if isinstance(row, Drop):
+                    drop(row.reason, row.detail, _draft_view(d), d.source_id)
+                    continue
+                where, reason, detail = self.decide(row)
+                row.pop("_phashes")
+                if where == "dropped":
+                    drop(reason, detail, row, row["source_id"], row["id"])
+                else:
+                    (out.kept if where == "kept" else out.heldout).append(row)
+        counts["kept"] = len(out.kept)
+        counts["heldout"] = len(out.heldout)
+        return out, counts
+
+    def replay_unit(self, writer: StageWriter, unit: int) -> None:
+        """Rebuild dedup state from a finished unit's kept and held-out parts (resume)."""
+        if not self.cfg.dedup:
+            return
+        dirs = [writer.path] + ([writer.path / self.cfg.heldout.name] if self.cfg.heldout else [])
+        for d in dirs:
+            path = d / part_name(unit)
+            if path.exists():
+                for r in pq.read_table(path, columns=["prompt", "response", "images"]).to_pylist():
+                    self.deduper.seen(content_key(r["prompt"], r["response"], [i["sha256"] for i in r["images"]]))
+
+
+def _draft_view(d: Draft) -> dict:
+    return {
+        "source_id": d.source_id, "prompt": d.prompt, "response": d.response,
+        "images": [i.ref or f"<{len(i.data or b'')} bytes>" for i in d.images],
+        "request_label": d.request_label, "response_label": d.response_label,
+    }
+
+
+def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
+    run_dir = Path(run_dir)
+    cfg = recipe.ingest
+    if not [s for s in cfg.sources if s.enabled]:
+        raise SourceError("the recipe lists no enabled source under ingest.sources")
+    schema = load_schema("sample")
+    config = {"ingest": cfg.model_dump(), "seed": recipe.seed, "schema_version": schema.version}
+    writer = StageWriter(run_dir, STAGE, schema, config, input_fingerprint(recipe), force=force)
+    if writer.skipped:
+        log.info("ingest: up to date, skipped")
+        return writer.manifest()
+    t0 = time.time()
+    ing = Ingest(recipe, run_dir)
+    ing.decontam = ing.build_decontam_index()
+    t_index = time.time() - t0
+    done = writer.done_units()
+    heldout_name = cfg.heldout.name if cfg.heldout else None
+    empty = schema.empty()
+    for unit, reader, records in ing.units():
+        if unit in done:
+            ing.replay_unit(writer, unit)
+            continue
+        out, counts = ing.process(reader, records)
+        kept = pa.Table.from_pylist(out.kept, schema=schema.arrow) if out.kept else empty
+        dropped = pa.Table.from_pylist(out.dropped) if out.dropped else None
+        outputs = {}
+        if heldout_name and out.heldout:
+            outputs[heldout_name] = pa.Table.from_pylist(out.heldout, schema=schema.arrow)
+        name = reader.spec.name
+        writer.write_unit(unit, kept, dropped, outputs, counters={
+            "rows_in": counts["rows_in"], f"rows_in:{name}": counts["rows_in"],
+            f"kept:{name}": counts["kept"], f"heldout:{name}": counts["heldout"],
+        })
+        log.info("ingest: unit %d (%s): %d kept, %d held out, %d dropped", unit, reader.spec.name,
+                 len(out.kept), len(out.heldout), len(out.dropped))
+    return writer.finish({
+        "decontamination": {"index_seconds": round(t_index, 3), "eval_sets": ing.decontam.index_stats()},
+        "images_dir": "images",
+        "heldout_output": heldout_name,
+    })

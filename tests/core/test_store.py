@@ -1,0 +1,116 @@
+"""The checkpoint store: atomic parts, manifests, skip, force, resume, schema enforcement."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+
+from corpus.schema import Schema, SchemaError, load_schema, parse_type
+from corpus.store import StageDir, StageWriter
+
+SAMPLE = load_schema("sample")
+
+
+def row(i: int, **kw) -> dict:
+    base = {
+        "id": f"{i:016x}", "source": "s", "source_split": "train", "source_id": str(i), "modality": "text",
+        "prompt": f"prompt {i} {{braces}}", "response": None, "images": [], "request_label": "harmful",
+        "response_label": None, "refusal_label": None, "label_origin": {"request": "gold", "response": None},
+        "categories": [], "raw_categories": [], "meta": "{}",
+    }
+    base.update(kw)
+    return base
+
+
+def table(rows):
+    return pa.Table.from_pylist(rows, schema=SAMPLE.arrow)
+
+
+def dropped(reason: str, n: int = 1):
+    return pa.Table.from_pylist([{"drop_reason": reason, "detail": "x", "id": None, "source": "s",
+                                  "source_split": "train", "source_id": str(i), "record": "{}"} for i in range(n)])
+
+
+def test_units_manifest_and_skip(tmp_path):
+    w = StageWriter(tmp_path, "ingest", SAMPLE, {"a": 1}, "fp")
+    assert not w.skipped
+    w.write_unit(0, table([row(0), row(1)]), dropped("bad", 2), counters={"rows_in": 4})
+    w.write_unit(1, table([row(2)]), None, counters={"rows_in": 1})
+    m = w.finish()
+    assert (m["rows_in"], m["rows_out"], m["rows_dropped"]) == (5, 3, 2)
+    assert m["drop_reasons"] == {"bad": 2}
+    assert json.loads((tmp_path / "ingest" / "_manifest.json").read_text())["output_fingerprint"] == m[
+        "output_fingerprint"]
+    again = StageWriter(tmp_path, "ingest", SAMPLE, {"a": 1}, "fp")
+    assert again.skipped
+    assert StageDir(tmp_path, "ingest").read().num_rows == 3
+
+
+@pytest.mark.parametrize("change", ["config", "input", "force"])
+def test_changed_config_input_or_force_reruns(tmp_path, change):
+    w = StageWriter(tmp_path, "ingest", SAMPLE, {"a": 1}, "fp")
+    w.write_unit(0, table([row(0)]))
+    w.finish()
+    cfg, fp, force = {"a": 1}, "fp", False
+    if change == "config":
+        cfg = {"a": 2}
+    elif change == "input":
+        fp = "other"
+    else:
+        force = True
+    w2 = StageWriter(tmp_path, "ingest", SAMPLE, cfg, fp, force=force)
+    assert not w2.skipped
+    assert w2.done_units() == set()  # stale parts removed
+    assert not (tmp_path / "ingest" / "_manifest.json").exists()
+
+
+def test_resume_keeps_finished_units_only_for_same_key(tmp_path):
+    w = StageWriter(tmp_path, "st", SAMPLE, {"a": 1}, "fp")
+    w.write_unit(0, table([row(0)]))
+    # killed here: no manifest
+    w2 = StageWriter(tmp_path, "st", SAMPLE, {"a": 1}, "fp")
+    assert w2.done_units() == {0} and w2.resumed_units == 1
+    w3 = StageWriter(tmp_path, "st", SAMPLE, {"a": 2}, "fp")
+    assert w3.done_units() == set()
+
+
+def test_no_temporary_files_left_and_tmp_ignored(tmp_path):
+    w = StageWriter(tmp_path, "st", SAMPLE, {}, "fp")
+    (w.path / ".part-00003.parquet.tmp-1").write_bytes(b"half")  # a killed writer's leftover
+    w.write_unit(0, table([row(0)]))
+    assert w.done_units() == {0}
+    assert [p.name for p in w.parts()] == ["part-00000.parquet"]
+
+
+def test_schema_enforced_on_write(tmp_path):
+    w = StageWriter(tmp_path, "st", SAMPLE, {}, "fp")
+    bad = table([row(0)]).set_column(4, "modality", pa.array(["video"]))
+    with pytest.raises(SchemaError, match="modality"):
+        w.write_unit(0, bad)
+    with pytest.raises(SchemaError, match="request_label"):
+        w.write_unit(0, table([row(0, request_label="maybe")]))
+    missing = table([row(0)]).drop_columns(["meta"])
+    with pytest.raises(SchemaError, match="missing columns"):
+        w.write_unit(0, missing)
+    with pytest.raises(SchemaError, match="label_origin.request"):
+        w.write_unit(0, table([row(0, label_origin={"request": "guess", "response": None})]))
+    assert w.done_units() == set()
+
+
+def test_braces_survive_round_trip(tmp_path):
+    w = StageWriter(tmp_path, "st", SAMPLE, {}, "fp")
+    text = "a {x} }{ {{y}} {0} %s"
+    w.write_unit(0, table([row(0, prompt=text)]))
+    assert StageDir(tmp_path, "st").read().column("prompt").to_pylist() == [text]
+
+
+def test_parse_type_nested():
+    t = parse_type("list<struct<a:string,b:list<int32>>>")
+    assert t == pa.list_(pa.struct([("a", pa.string()), ("b", pa.list_(pa.int32()))]))
+
+
+def test_extend_adds_columns():
+    extra = Schema("x", 1, (SAMPLE.columns[0],) + ())
+    assert SAMPLE.extend(extra).names == SAMPLE.names
