@@ -149,7 +149,10 @@ def parse_recipe(data: Any, file: str = "<recipe>", base_dir: Path | None = None
 
 def load_recipe(path: str | Path | None = None) -> Recipe:
     """Load a recipe file; ``None`` loads the embedded default recipe."""
-    p = Path(path) if path is not None else resource("pipelines", "default.yaml")
+    try:
+        p = Path(path) if path is not None else resource("pipelines", "default.yaml")
+    except FileNotFoundError as exc:
+        raise RecipeError(str(exc)) from None
     if not p.exists():
         raise RecipeError(f"recipe file not found: {p}")
     try:
