@@ -36,20 +36,17 @@ def image_input(value: Any, column: str = "image") -> ImageInput | Drop:
     embedded); a path alone becomes ``ImageInput(ref=path)``, resolved by the ingest stage in the
     source's ``images_root``. The path is passed through untouched: ImageRoot checks it.
     """
-    if isinstance(value, dict):
-        data, path = value.get("bytes"), value.get("path")
-        if isinstance(data, (bytes, bytearray, memoryview)) and len(data):
-            return ImageInput(data=bytes(data))
-        if isinstance(path, str) and path:
-            return ImageInput(ref=path)
+    from corpus.sources.loaders import as_image_input
+
+    try:
+        image = as_image_input(value)
+    except TypeError:
+        return Drop("image:missing", f"{column} has unsupported type {type(value).__name__}")
+    if image is None:
         return Drop("image:missing", f"{column} has neither bytes nor path")
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return ImageInput(data=bytes(value)) if len(value) else Drop("image:empty", f"{column} is empty bytes")
-    if isinstance(value, str) and value:
-        return ImageInput(ref=value)
-    if value is None:
-        return Drop("image:missing", f"{column} is null")
-    return Drop("image:missing", f"{column} has unsupported type {type(value).__name__}")
+    if image.data is not None and not image.data:
+        return Drop("image:empty", f"{column} is empty bytes")
+    return image
 
 
 def safety_value_label(value: Any, column: str) -> str | Drop:

@@ -111,7 +111,7 @@ class SourceReader:
         self.path = recipe.resolve(spec.path)
         root = recipe.resolve(spec.images_root) if spec.images_root else None
         self.image_root = ImageRoot(root) if root is not None else None
-        self.taxonomy_section = cls.taxonomy_section or cls.adapter
+        self.taxonomy_section = self.adapter.taxonomy_section or cls.adapter
 
     def records(self):
         return self.adapter.records(self.path)
