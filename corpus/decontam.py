@@ -98,13 +98,15 @@ class DecontamIndex:
         lanes = [("prompt", normalize_text(prompt))]
         if self.check_responses:
             lanes.append(("response", normalize_text(response)))
-        lanes = [(lane, t) for lane, t in lanes if t]
+        lanes = [(lane, t) for lane, t in lanes if t and self._exact[lane]]
         for lane, norm in lanes:
             b = self._exact[lane].get(hash64(norm))
             if b is not None:
                 return Leak(self._names[b], "exact")
         for lane, norm in lanes:
             grams = self._ngrams[lane]
+            if not grams:
+                continue
             for g in word_ngrams(norm, self.ngram):
                 b = grams.get(g)
                 if b is not None:

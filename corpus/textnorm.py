@@ -6,7 +6,7 @@ import hashlib
 import re
 import unicodedata
 
-_NON_WORD = re.compile(r"[^\w]+")
+_PUNCT = re.compile(r"[^\w\s]+")
 
 
 def normalize_text(s: str | None) -> str:
@@ -18,12 +18,7 @@ def normalize_text(s: str | None) -> str:
 
 def words(s: str | None) -> list[str]:
     """Normalised words with punctuation removed (``"Don't!"`` -> ``"dont"``); empty words dropped."""
-    out = []
-    for w in normalize_text(s).split():
-        w = _NON_WORD.sub("", w).replace("_", "")
-        if w:
-            out.append(w)
-    return out
+    return _PUNCT.sub("", normalize_text(s)).replace("_", "").split()
 
 
 def hash64(text: str) -> int:
@@ -32,8 +27,12 @@ def hash64(text: str) -> int:
 
 
 def word_ngrams(s: str | None, n: int) -> set[int]:
-    """64-bit hashes of every run of ``n`` consecutive :func:`words`; empty if the text has fewer than ``n`` words."""
+    """Hashes of every run of ``n`` consecutive :func:`words`; empty if the text has fewer than ``n`` words.
+
+    The hashes are Python's string hash: fast and stable within one process, which is all an in-memory
+    index needs (it is rebuilt by every run); never persist them.
+    """
     if n < 1:
         raise ValueError(f"n-gram size must be >= 1, got {n}")
     ws = words(s)
-    return {hash64(" ".join(ws[i : i + n])) for i in range(len(ws) - n + 1)}
+    return {hash(" ".join(ws[i : i + n])) for i in range(len(ws) - n + 1)}

@@ -330,7 +330,8 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
         return writer.manifest()
     t0 = time.time()
     ing = Ingest(recipe, run_dir)
-    ing.decontam = ing.build_decontam_index()
+    index = ing.build_decontam_index()
+    ing.decontam = index if len(index) else None
     t_index = time.time() - t0
     done = writer.done_units()
     heldout_name = cfg.heldout.name if cfg.heldout else None
@@ -353,7 +354,7 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
         log.info("ingest: unit %d (%s): %d kept, %d held out, %d dropped", unit, reader.spec.name,
                  len(out.kept), len(out.heldout), len(out.dropped))
     return writer.finish({
-        "decontamination": {"index_seconds": round(t_index, 3), "eval_sets": ing.decontam.index_stats()},
+        "decontamination": {"index_seconds": round(t_index, 3), "eval_sets": index.index_stats()},
         "images_dir": "images",
         "heldout_output": heldout_name,
     })

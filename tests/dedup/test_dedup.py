@@ -17,7 +17,7 @@ def test_words_strip_punctuation_and_ngrams():
     assert words("Don't STOP -- now, please!") == ["dont", "stop", "now", "please"]
     assert word_ngrams("a b c", 4) == set()
     grams = word_ngrams("one two three four", 2)
-    assert len(grams) == 3 and all(0 <= g < 2**64 for g in grams)
+    assert len(grams) == 3 and all(isinstance(g, int) for g in grams)
     assert word_ngrams("One, two; THREE four", 2) == grams
 
 
