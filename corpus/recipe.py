@@ -13,7 +13,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from corpus.concat import ConcatConfig
+from corpus.llm.config import SynthesizeConfig
 from corpus.resources import resource, samples_dir
+from corpus.stages.export import ExportConfig
+from corpus.stages.filter import FilterConfig
+from corpus.stages.rl_export import RlExportConfig
+from corpus.stages.sample import SampleConfig
+from corpus.training.config import TrainRLConfig, TrainSFTConfig
 
 EMBEDDED = "embedded:"
 
@@ -73,6 +80,7 @@ class IngestConfig(Strict):
     max_image_pixels: int = Field(89_478_485, ge=1, description="Larger images are dropped (image:too_large).")
     max_image_bytes: int = Field(50_000_000, ge=1)
     dedup: bool = True
+    workers: int = Field(0, ge=0, description="Processes that decode images (0: one per core, up to 8; 1: none).")
     taxonomy: str | None = Field(None, description="Taxonomy YAML; default: the shipped corpus/taxonomy.yaml.")
     sources: list[SourceSpec] = Field(default_factory=list)
     heldout: HeldoutConfig | None = Field(default_factory=HeldoutConfig)
@@ -93,6 +101,14 @@ class Recipe(Strict):
     seed: int = 0
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     # stage sections: each later stage adds its own typed section below this line
+    synthesize: SynthesizeConfig = Field(default_factory=SynthesizeConfig)
+    filter: FilterConfig = Field(default_factory=FilterConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    sample: SampleConfig = Field(default_factory=SampleConfig)
+    concat: ConcatConfig = Field(default_factory=ConcatConfig)
+    rl_export: RlExportConfig = Field(default_factory=RlExportConfig)
+    train_sft: TrainSFTConfig = Field(default_factory=TrainSFTConfig)
+    train_rl: TrainRLConfig = Field(default_factory=TrainRLConfig)
     #: the folder of the recipe file (local paths resolve against it); not part of the YAML
     base_dir: Path | None = Field(None, exclude=True)
 

@@ -8,7 +8,8 @@ Hugging Face Image struct) on the fly, then runs, each in its own process so pea
   adapters' label mapping, ``normalise_image`` + ``store_image``, dedup keys) and ``to_parquet``;
 - ``corpus`` again at a quarter of N and M, to show that peak memory follows the part size, not N.
 
-Prints rows/s, images/s and peak RSS, and the ratios against the baseline measured in the same run.
+Prints rows/s (text rows + images), images/s, peak RSS of the main process and of the largest image
+worker process, and the speed ratio against the baseline measured in the same run.
 
     python scripts/bench_ingest.py --rows 120000 --images 20000
 """
@@ -166,6 +167,7 @@ def main() -> None:
         kind, *rest = args.child
         res = child_corpus(*rest) if kind == "corpus" else child_baseline(*rest)
         res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        res["worker_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         print(json.dumps(res))
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,12 +189,13 @@ def main() -> None:
                                                             str(tmp / "base-full")]), "rows": n, "images": m}
     base = results["baseline/full"]
     print(f"\ningest of {args.rows} text rows + {args.images} images (part_rows={args.part_rows})")
-    print(f"{'run':16s} {'seconds':>8s} {'rows/s':>9s} {'images/s':>9s} {'peak RSS MB':>12s} {'speed vs base':>14s}")
+    print(f"{'run':16s} {'seconds':>8s} {'rows/s':>9s} {'images/s':>9s} {'peak RSS MB':>12s} {'worker MB':>10s} "
+          f"{'speed vs base':>14s}")
     for name, r in results.items():
         rows_s = (r["rows"] + r["images"]) / r["seconds"]
         ratio = (base["seconds"] / r["seconds"]) * ((r["rows"] + r["images"]) / (base["rows"] + base["images"]))
         print(f"{name:16s} {r['seconds']:8.1f} {rows_s:9.0f} {r['images'] / r['seconds']:9.0f} "
-              f"{r['peak_rss_mb']:12.0f} {ratio:14.2f}x")
+              f"{r['peak_rss_mb']:12.0f} {r['worker_rss_mb']:10.0f} {ratio:14.2f}x")
     q, f = results["corpus/quarter"], results["corpus/full"]
     print(f"peak RSS full/quarter (corpus): {f['peak_rss_mb'] / q['peak_rss_mb']:.2f} (4x the data)")
 

@@ -12,9 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus.dedup import Deduper, content_key
-from corpus.images import ImageRejected, normalise_image, store_image
+from corpus.images import ImageRejected, NormalisedImage, normalise_image, store_image
 from corpus.recipe import Recipe, SourceSpec
 from corpus.schema import load_schema
 from corpus.sources.base import Draft, Drop, Source, SourceError, adapter_class
@@ -38,6 +41,8 @@ HELP = (
 )
 STAGE = "ingest"
 RECORD_JSON_LIMIT = 20_000
+IMAGE_BATCH = 256  # records converted, then their images normalised together (in a process pool)
+POOL_MIN_IMAGES = 32  # fewer images than this are normalised in-process
 log = logging.getLogger(__name__)
 
 
@@ -134,6 +139,8 @@ class Ingest:
         self.taxonomy = Taxonomy.load(recipe.resolve(self.cfg.taxonomy) if self.cfg.taxonomy else None)
         self.deduper = Deduper()
         self.decontam = None
+        self.workers = self.cfg.workers or min(os.cpu_count() or 1, 8)
+        self._pool: ProcessPoolExecutor | None = None
 
     # -- eval sets -------------------------------------------------------------------------------
     def build_decontam_index(self):
@@ -168,8 +175,8 @@ class Ingest:
         return index
 
     # -- one draft -------------------------------------------------------------------------------
-    def draft_to_row(self, reader: SourceReader, d: Draft) -> dict | Drop:
-        spec = reader.spec
+    def check_text(self, d: Draft) -> tuple[str | None, str | None] | Drop:
+        """The draft's prompt and response after line-ending normalisation, or a Drop."""
         prompt = d.prompt.replace("\r\n", "\n") if d.prompt is not None else None
         response = d.response.replace("\r\n", "\n") if d.response is not None else None
         for name, text in (("prompt", prompt), ("response", response)):
@@ -179,17 +186,15 @@ class Ingest:
             prompt = None
         if prompt is None and not d.images:
             return Drop("empty_request", "neither prompt text nor image")
-        images = []
-        for img in d.images:
-            try:
-                norm = normalise_image(reader.image_bytes(img), max_pixels=self.cfg.max_image_pixels,
-                                       max_bytes=self.cfg.max_image_bytes)
-            except ImageRejected as exc:
-                return Drop(exc.reason, f"{img.ref or 'inline image'}: {exc.detail}")
-            images.append((store_image(norm, self.run_dir), norm.phash))
-        shas = [i["sha256"] for i, _ in images]
-        modality = "text_image" if prompt and images else ("image" if images else "text")
-        row = {
+        return prompt, response
+
+    def build_row(self, reader: SourceReader, d: Draft, prompt: str | None, response: str | None,
+                  images: list[NormalisedImage]) -> dict:
+        spec = reader.spec
+        stored = [store_image(norm, self.run_dir) for norm in images]
+        shas = [i["sha256"] for i in stored]
+        modality = "text_image" if prompt and stored else ("image" if stored else "text")
+        return {
             "id": sample_id(spec.name, prompt, response, shas),
             "source": spec.name,
             "source_split": spec.split,
@@ -197,7 +202,7 @@ class Ingest:
             "modality": modality,
             "prompt": prompt,
             "response": response,
-            "images": [i for i, _ in images],
+            "images": stored,
             "request_label": d.request_label,
             "response_label": d.response_label,
             "refusal_label": d.refusal_label,
@@ -208,9 +213,25 @@ class Ingest:
             "categories": self.taxonomy.map(reader.taxonomy_section, d.raw_categories),
             "raw_categories": list(d.raw_categories),
             "meta": json.dumps(_jsonable(d.meta), ensure_ascii=False, sort_keys=True),
-            "_phashes": [p for _, p in images],
+            "_phashes": [norm.phash for norm in images],
         }
-        return row
+
+    def normalise_all(self, blobs: list[bytes]) -> list[NormalisedImage | ImageRejected]:
+        """Validate and normalise images, in worker processes when there are enough of them."""
+        args = [(b, self.cfg.max_image_pixels, self.cfg.max_image_bytes) for b in blobs]
+        if len(args) >= POOL_MIN_IMAGES and self.workers > 1:
+            if self._pool is None:
+                ctx = multiprocessing.get_context("forkserver")
+                self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+            results = list(self._pool.map(_normalise, args, chunksize=8))
+        else:
+            results = [_normalise(a) for a in args]
+        return [r if isinstance(r, NormalisedImage) else ImageRejected(*r) for r in results]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def decide(self, row: dict) -> tuple[str, str | None, str]:
         """Where a converted row goes: ("kept"|"heldout"|"dropped", reason, detail)."""
@@ -262,31 +283,33 @@ class Ingest:
                 "source_split": spec.split, "source_id": source_id, "record": record_json(record),
             })
 
-        for rec in records:
-            if rec.fields is None:
-                drop(rec.drop.reason, rec.drop.detail, None, str(rec.index))
-                continue
-            try:
-                converted = reader.adapter.convert(rec.fields, rec.index)
-            except SourceError:
-                raise
-            except Exception as exc:  # one bad record never kills the run
-                drop(f"adapter_error:{type(exc).__name__}", f"record {rec.index}: {exc}", rec.fields, str(rec.index))
-                continue
-            if isinstance(converted, Drop):
-                drop(converted.reason, converted.detail, rec.fields, str(rec.index))
-                continue
-            for d in converted:
-                if spec.fraction < 1.0 and unit_fraction(self.recipe.seed, spec.name, d.source_id) >= spec.fraction:
-                    drop("sampled_out", f"outside the {spec.fraction:.0%} sample", _draft_view(d), d.source_id)
+        for start in range(0, len(records), IMAGE_BATCH):
+            pending: list[tuple[Draft, str | None, str | None, list[int]]] = []
+            blobs: list[bytes] = []
+            for rec in records[start:start + IMAGE_BATCH]:
+                for d in self._convert(reader, rec, drop):
+                    if spec.fraction < 1.0 and unit_fraction(self.recipe.seed, spec.name, d.source_id) >= spec.fraction:
+                        drop("sampled_out", f"outside the {spec.fraction:.0%} sample", _draft_view(d), d.source_id)
+                        continue
+                    text = self.check_text(d)
+                    if isinstance(text, Drop):
+                        drop(text.reason, text.detail, _draft_view(d), d.source_id)
+                        continue
+                    try:
+                        data = [reader.image_bytes(img) for img in d.images]
+                    except ImageRejected as exc:
+                        drop(exc.reason, exc.detail, _draft_view(d), d.source_id)
+                        continue
+                    pending.append((d, *text, list(range(len(blobs), len(blobs) + len(data)))))
+                    blobs.extend(data)
+            normalised = self.normalise_all(blobs)
+            for d, prompt, response, slots in pending:
+                bad = next((normalised[i] for i in slots if isinstance(normalised[i], ImageRejected)), None)
+                if bad is not None:
+                    refs = [img.ref or "inline image" for img in d.images]
+                    drop(bad.reason, f"{', '.join(refs)}: {bad.detail}", _draft_view(d), d.source_id)
                     continue
-                try:
-                    row = self.draft_to_row(reader, d)
-                except ImageRejected as exc:
-                    row = Drop(exc.reason, exc.detail)
-                if isinstance(row, Drop):
-                    drop(row.reason, row.detail, _draft_view(d), d.source_id)
-                    continue
+                row = self.build_row(reader, d, prompt, response, [normalised[i] for i in slots])
                 where, reason, detail = self.decide(row)
                 row.pop("_phashes")
                 if where == "dropped":
@@ -296,6 +319,24 @@ class Ingest:
         counts["kept"] = len(out.kept)
         counts["heldout"] = len(out.heldout)
         return out, counts
+
+    @staticmethod
+    def _convert(reader: SourceReader, rec, drop) -> list[Draft]:
+        """The record's drafts; an unreadable record or an adapter Drop is recorded and gives none."""
+        if rec.fields is None:
+            drop(rec.drop.reason, rec.drop.detail, None, str(rec.index))
+            return []
+        try:
+            converted = reader.adapter.convert(rec.fields, rec.index)
+        except SourceError:
+            raise
+        except Exception as exc:  # one bad record never kills the run
+            drop(f"adapter_error:{type(exc).__name__}", f"record {rec.index}: {exc}", rec.fields, str(rec.index))
+            return []
+        if isinstance(converted, Drop):
+            drop(converted.reason, converted.detail, rec.fields, str(rec.index))
+            return []
+        return converted
 
     def replay_unit(self, writer: StageWriter, unit: int) -> None:
         """Rebuild dedup state from a finished unit's kept and held-out parts (resume)."""
@@ -307,6 +348,15 @@ class Ingest:
             if path.exists():
                 for r in pq.read_table(path, columns=["prompt", "response", "images"]).to_pylist():
                     self.deduper.seen(content_key(r["prompt"], r["response"], [i["sha256"] for i in r["images"]]))
+
+
+def _normalise(args: tuple[bytes, int, int]) -> NormalisedImage | tuple[str, str]:
+    """Worker: normalise one image; a rejection comes back as (reason, detail)."""
+    data, max_pixels, max_bytes = args
+    try:
+        return normalise_image(data, max_pixels=max_pixels, max_bytes=max_bytes)
+    except ImageRejected as exc:
+        return exc.reason, exc.detail
 
 
 def _draft_view(d: Draft) -> dict:
@@ -323,7 +373,7 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
     if not [s for s in cfg.sources if s.enabled]:
         raise SourceError("the recipe lists no enabled source under ingest.sources")
     schema = load_schema("sample")
-    config = {"ingest": cfg.model_dump(), "seed": recipe.seed, "schema_version": schema.version}
+    config = {"ingest": cfg.model_dump(exclude={"workers"}), "seed": recipe.seed, "schema_version": schema.version}
     writer = StageWriter(run_dir, STAGE, schema, config, input_fingerprint(recipe), force=force)
     if writer.skipped:
         log.info("ingest: up to date, skipped")
@@ -333,8 +383,20 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
     index = ing.build_decontam_index()
     ing.decontam = index if len(index) else None
     t_index = time.time() - t0
-    done = writer.done_units()
     heldout_name = cfg.heldout.name if cfg.heldout else None
+    try:
+        _write_units(ing, writer, schema, heldout_name)
+    finally:
+        ing.close()
+    return writer.finish({
+        "decontamination": {"index_seconds": round(t_index, 3), "eval_sets": index.index_stats()},
+        "images_dir": "images",
+        "heldout_output": heldout_name,
+    })
+
+
+def _write_units(ing: Ingest, writer: StageWriter, schema, heldout_name: str | None) -> None:
+    done = writer.done_units()
     empty = schema.empty()
     for unit, reader, records in ing.units():
         if unit in done:
@@ -353,8 +415,3 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
         })
         log.info("ingest: unit %d (%s): %d kept, %d held out, %d dropped", unit, reader.spec.name,
                  len(out.kept), len(out.heldout), len(out.dropped))
-    return writer.finish({
-        "decontamination": {"index_seconds": round(t_index, 3), "eval_sets": index.index_stats()},
-        "images_dir": "images",
-        "heldout_output": heldout_name,
-    })

@@ -1,0 +1,356 @@
+"""Stage ``rl-export``: write the RL set (concat stage) in the layouts RL trainers read.
+
+Under ``<run>/rl-export/``:
+
+- ``trl/train.parquet``: TRL GRPO. ``prompt`` is conversational with multimodal content blocks
+  (system = guard instruction; user = the guard text with one ``{"type": "image"}`` block per image at
+  the ``<image>`` positions), ``images`` a list of HF ``Image`` features (absolute paths; decoded by
+  ``datasets``), label columns ``request_label`` / ``response_label`` and ``answer`` for the reward.
+- ``easyr1/train.parquet``: EasyR1. ``prompt`` is the guard user text with ``<image>`` placeholders,
+  ``answer`` the ground truth exactly as the reward's ``compute_score`` gets it (``ground_truth``): the
+  guard ``<result>`` block, read with ``corpus.guard_format.parse_answers``; ``images`` absolute paths.
+  EasyR1 datasets have no system turn, so ``easyr1/format_prompt.jinja`` puts the guard instruction
+  before the text (pass it as ``data.format_prompt``).
+- ``verl/train.parquet``: verl. ``prompt`` is the chat (system + user with ``<image>`` placeholders),
+  ``images`` ``[{"image": path}]``, ``reward_model.ground_truth`` = the same answer, ``extra_info``
+  with the labels.
+- ``swift/train.jsonl``: ms-swift GRPO. ``messages`` (system + user with ``<image>`` tags),
+  ``images`` paths, label columns and ``solution`` (the answer) for reward plugins.
+
+Image paths are absolute (the images stay once under ``<run>/images/``), so the resolved run
+directory is part of the stage key: moving the run and re-running re-exports. Each file is read back
+and checked (placeholders = images, files exist, labels in range, answer parses to the labels) before
+the manifest is written; a failed check raises ``ExportInvalid`` naming the file and rows. A row whose
+text holds a reserved guard token (``<image>``, ``<think>``, ...) cannot be exported faithfully: it is
+left out of every format and listed in the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
+
+from corpus.store import MANIFEST, StageDir, stable_hash, write_json_atomic
+
+if TYPE_CHECKING:
+    from corpus.recipe import Recipe
+
+HELP = (
+    "Write the RL set in trainer layouts under <run>/rl-export/: TRL GRPO (conversational prompt with "
+    "image blocks), EasyR1 (prompt with <image> placeholders, answer, images), verl and ms-swift "
+    "(messages, images, labels); each export is re-read and validated."
+)
+STAGE = "rl-export"
+UPSTREAM = "concat"
+Format = Literal["trl", "easyr1", "verl", "swift"]
+FILES: dict[str, str] = {"trl": "trl/train.parquet", "easyr1": "easyr1/train.parquet",
+                         "verl": "verl/train.parquet", "swift": "swift/train.jsonl"}
+REQUEST_LABELS = ("harmful", "unharmful")
+RESPONSE_LABELS = ("harmful", "unharmful", None)
+
+
+class RlExportConfig(BaseModel):
+    """Recipe section ``rl_export:``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    formats: list[Format] = Field(default_factory=lambda: ["trl", "easyr1", "verl", "swift"],
+                                  description="Which trainer layouts to write.")
+    data_source: str = Field("guardreasoner_vl", description="verl `data_source` column (routes the reward).")
+
+
+class ExportInvalid(ValueError):
+    """An export file failed its check after writing."""
+
+
+# ---------------------------------------------------------------- rows
+
+
+def answer_text(request_label: str, response_label: str | None) -> str:
+    """The ground-truth answer string: the guard ``<result>`` block (what a reward compares against)."""
+    from corpus.guard_format import sft_target
+
+    return sft_target("", request_label, response_label).split("</think>\n", 1)[1]
+
+
+def _row_views(row: dict, run_dir: Path, data_source: str) -> dict[str, dict]:
+    from corpus.guard_format import guard_messages, guard_messages_blocks
+
+    n = len(row["images"])
+    paths = [str((run_dir / img["path"]).resolve()) for img in row["images"]]
+    system, user = guard_messages(row["prompt"], row["response"], n)
+    req, resp = row["request_label"], row["response_label"]
+    answer = answer_text(req, resp)
+    labels = {"request_label": req, "response_label": resp}
+    return {
+        "trl": {"id": row["id"], "kind": row["kind"],
+                "prompt": guard_messages_blocks(row["prompt"], row["response"], n),
+                "images": paths, **labels, "answer": answer},
+        "easyr1": {"id": row["id"], "kind": row["kind"], "prompt": user["content"], "answer": answer,
+                   "images": paths},
+        "verl": {"data_source": data_source, "prompt": [system, user], "images": [{"image": p} for p in paths],
+                 "ability": "safety", "reward_model": {"style": "rule", "ground_truth": answer},
+                 "extra_info": {"id": row["id"], "kind": row["kind"], **labels}},
+        "swift": {"id": row["id"], "kind": row["kind"], "messages": [system, user], "images": paths,
+                  **labels, "solution": answer},
+    }
+
+
+def _trl_features():
+    from datasets import Features, Image, List, Value
+
+    return Features({
+        "id": Value("string"),
+        "kind": Value("string"),
+        "prompt": List({"role": Value("string"), "content": List({"type": Value("string"), "text": Value("string")})}),
+        "images": List(Image()),
+        "request_label": Value("string"),
+        "response_label": Value("string"),
+        "answer": Value("string"),
+    })
+
+
+_MSG = pa.struct([("role", pa.string()), ("content", pa.string())])
+ARROW = {
+    "easyr1": pa.schema([("id", pa.string()), ("kind", pa.string()), ("prompt", pa.string()),
+                         ("answer", pa.string()), ("images", pa.list_(pa.string()))]),
+    "verl": pa.schema([
+        ("data_source", pa.string()), ("prompt", pa.list_(_MSG)),
+        ("images", pa.list_(pa.struct([("image", pa.string())]))), ("ability", pa.string()),
+        ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
+        ("extra_info", pa.struct([("id", pa.string()), ("kind", pa.string()), ("request_label", pa.string()),
+                                  ("response_label", pa.string())])),
+    ]),
+}
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _tmp(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def write_format(fmt: str, rows: list[dict], path: Path) -> None:
+    tmp = _tmp(path)
+    if fmt == "trl":
+        from datasets import Dataset
+
+        # the Arrow table of a `datasets.Dataset` carries the HF features (Image) in its schema metadata
+        pq.write_table(Dataset.from_list(rows, features=_trl_features()).data.table, tmp, compression="zstd")
+    elif fmt in ARROW:
+        pq.write_table(pa.Table.from_pylist(rows, schema=ARROW[fmt]), tmp, compression="zstd")
+    elif fmt == "swift":
+        with tmp.open("w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    else:
+        raise ValueError(f"unknown RL export format {fmt!r}")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def load_format(fmt: str, path: Path) -> list[dict]:
+    """Read an export file back as row dicts (TRL images as stored path dicts, not decoded)."""
+    if fmt == "swift":
+        with path.open(encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    return pq.read_table(path).to_pylist()
+
+
+def _placeholders_and_images(fmt: str, row: dict) -> tuple[int, list[str]]:
+    from corpus.guard_format import count_image_tokens
+
+    if fmt == "trl":
+        n = sum(1 for m in row["prompt"] for b in m["content"] if b["type"] == "image")
+        n += sum(count_image_tokens(b["text"] or "") for m in row["prompt"] for b in m["content"])
+        return n, [img["path"] if isinstance(img, dict) else img for img in row["images"]]
+    if fmt == "easyr1":
+        return count_image_tokens(row["prompt"]), list(row["images"])
+    if fmt == "verl":
+        return sum(count_image_tokens(m["content"]) for m in row["prompt"]), [i["image"] for i in row["images"]]
+    return sum(count_image_tokens(m["content"]) for m in row["messages"]), list(row["images"])
+
+
+def _labels_and_answer(fmt: str, row: dict) -> tuple[str | None, str | None, str, bool]:
+    if fmt == "trl":
+        return row["request_label"], row["response_label"], row["answer"], True
+    if fmt == "easyr1":
+        from corpus.guard_format import parse_answers
+
+        a = parse_answers(row["answer"])
+        return a.request, a.response, row["answer"], False
+    if fmt == "verl":
+        info = row["extra_info"]
+        return info["request_label"], info["response_label"], row["reward_model"]["ground_truth"], True
+    return row["request_label"], row["response_label"], row["solution"], True
+
+
+def validate_rows(fmt: str, rows: list[dict], extra_text: str = "") -> list[str]:
+    """Problems of an export's rows (empty when valid): placeholders vs images, files, labels, answers."""
+    from corpus.guard_format import count_image_tokens, parse_answers
+
+    problems = []
+    if count_image_tokens(extra_text):
+        problems.append(f"{fmt}: the prompt template holds {count_image_tokens(extra_text)} <image> placeholders")
+    for i, row in enumerate(rows):
+        n_ph, paths = _placeholders_and_images(fmt, row)
+        if n_ph != len(paths):
+            problems.append(f"{fmt} row {i}: {n_ph} image placeholders but {len(paths)} images")
+        missing = [p for p in paths if not p or not Path(p).is_file()]
+        if missing:
+            problems.append(f"{fmt} row {i}: image files missing: {missing[:3]}")
+        req, resp, answer, has_columns = _labels_and_answer(fmt, row)
+        if req not in REQUEST_LABELS:
+            problems.append(f"{fmt} row {i}: request label {req!r} not in {REQUEST_LABELS}")
+        if resp not in RESPONSE_LABELS:
+            problems.append(f"{fmt} row {i}: response label {resp!r} not in {RESPONSE_LABELS}")
+        parsed = parse_answers(answer)
+        if has_columns and (parsed.request, parsed.response) != (req, resp):
+            problems.append(f"{fmt} row {i}: answer {answer!r} does not parse to ({req!r}, {resp!r})")
+        if len(problems) > 20:
+            problems.append("... (more problems not listed)")
+            break
+    return problems
+
+
+def validate_export(fmt: str, path: Path, extra_text: str = "") -> int:
+    """Re-read an export file and check it; returns its row count or raises ExportInvalid."""
+    rows = load_format(fmt, path)
+    problems = validate_rows(fmt, rows, extra_text)
+    if problems:
+        raise ExportInvalid(f"{path}: {len(problems)} problem(s):\n" + "\n".join(problems))
+    return len(rows)
+
+
+# ---------------------------------------------------------------- reward files
+
+
+def reward_files() -> dict[str, str]:
+    """Reward code shipped next to the exports, from ``corpus.training.rewards`` when that module exists."""
+    try:
+        rewards = importlib.import_module("corpus.training.rewards")
+    except ModuleNotFoundError as exc:
+        if exc.name != "corpus.training.rewards":
+            raise
+        return {}
+    out: dict[str, str] = {}
+    for rel, name in (("easyr1/guard_reward.py", "easyr1_reward_source"),
+                      ("swift/guard_reward_plugin.py", "swift_reward_plugin_source")):
+        fn = getattr(rewards, name, None)
+        if callable(fn):
+            out[rel] = fn()
+    return out
+
+
+def easyr1_format_prompt() -> str:
+    """EasyR1 ``format_prompt`` template: the guard instruction, then the row's text (raw, never re-expanded)."""
+    from corpus.guard_format import guard_system_prompt
+
+    return "{% raw %}" + guard_system_prompt().rstrip("\n") + "{% endraw %}\n\n{{ content }}\n"
+
+
+# ---------------------------------------------------------------- stage
+
+
+def _files_ok(out: Path, manifest: dict) -> bool:
+    return all((out / rel).is_file() and _file_sha256(out / rel) == sha for rel, sha in manifest.get("files", []))
+
+
+def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
+    run_dir = Path(run_dir)
+    cfg = recipe.rl_export
+    up = StageDir(run_dir, UPSTREAM)
+    if not up.complete:
+        raise FileNotFoundError(f"rl-export needs the finished `{UPSTREAM}` stage in {run_dir}; run `corpus concat`")
+    extras = reward_files()
+    if "easyr1" in cfg.formats:
+        extras["easyr1/format_prompt.jinja"] = easyr1_format_prompt()
+    extras = {k: v for k, v in extras.items() if k.split("/")[0] in cfg.formats}
+    key = {
+        "config_hash": stable_hash(cfg.model_dump()),
+        "input_fingerprint": up.fingerprint(),
+        "run_dir": str(run_dir.resolve()),
+        "extras_hash": stable_hash(extras),
+    }
+    out = run_dir / STAGE
+    old = StageDir(run_dir, STAGE).manifest()
+    if old is not None and not force and all(old.get(k) == v for k, v in key.items()) and _files_ok(out, old):
+        return old
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    started = time.time()
+
+    from corpus.guard_format import reserved_tokens_in
+
+    table = up.read()
+    rows = table.to_pylist() if table is not None else []
+    left_out: dict[str, list[str]] = {}
+    views: dict[str, list[dict]] = {f: [] for f in cfg.formats}
+    for row in rows:
+        bad = sorted({t for text in (row["prompt"], row["response"]) for t in reserved_tokens_in(text)})
+        if bad:
+            left_out.setdefault("reserved_token:" + ",".join(bad), []).append(row["id"])
+            continue
+        v = _row_views(row, run_dir, cfg.data_source)
+        for f in cfg.formats:
+            views[f].append(v[f])
+
+    for rel, text in extras.items():
+        p = out / rel
+        tmp = _tmp(p)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, p)
+    formats: dict[str, Any] = {}
+    for f in cfg.formats:
+        path = out / FILES[f]
+        write_format(f, views[f], path)
+        template = extras.get("easyr1/format_prompt.jinja", "") if f == "easyr1" else ""
+        formats[f] = {"path": FILES[f], "rows": validate_export(f, path, template)}
+
+    files = sorted([(FILES[f], _file_sha256(out / FILES[f])) for f in cfg.formats]
+                   + [(rel, _file_sha256(out / rel)) for rel in extras])
+    now = time.time()
+    manifest = {
+        "stage": STAGE,
+        **key,
+        "rows_in": len(rows),
+        "rows_out": len(rows) - sum(len(v) for v in left_out.values()),
+        "rows_dropped": sum(len(v) for v in left_out.values()),
+        "drop_reasons": {k: len(v) for k, v in sorted(left_out.items())},
+        "dropped_ids": {k: v[:100] for k, v in sorted(left_out.items())},
+        "formats": formats,
+        "extras": sorted(extras),
+        "reward_files": sorted(k for k in extras if not k.endswith(".jinja")),
+        "kinds": dict(sorted(Counter(r["kind"] for r in rows).items())),
+        "files": files,
+        "output_fingerprint": stable_hash(files),
+        "timings": {"started": started, "finished": now, "seconds": round(now - started, 3)},
+    }
+    write_json_atomic(out / MANIFEST, manifest)
+    return manifest
+
+
+def stats(run_dir: Path | str) -> dict:
+    """Rows per export format and what was left out."""
+    m = StageDir(run_dir, STAGE).manifest()
+    if m is None:
+        return {}
+    return {"formats": {f: v["rows"] for f, v in m["formats"].items()}, "left_out": m["drop_reasons"],
+            "reward_files": m.get("reward_files", [])}

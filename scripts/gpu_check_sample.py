@@ -1,0 +1,222 @@
+"""GPU check of the sample stage's ``transformers`` backend against plain ``model.generate``.
+
+A Qwen2.5-VL-3B-shaped model with random weights (built from its config, nothing downloaded), guard
+prompts of about ``--prompt-tokens`` tokens, ``--candidates`` candidates x ``--k`` answers, ``--new-tokens``
+new tokens. Both paths run in the same process on the same inputs and sequence batches: first plain
+``model.generate`` on pre-tokenised batches, then the backend (chat template, processor, generate, decode).
+Prints one JSON object: generated tokens/s and peak GPU memory of each, and the backend's overhead.
+
+    python scripts/gpu_check_sample.py                 # the real check (one GPU)
+    python scripts/gpu_check_sample.py --tiny          # toy scale on CPU (the tiny model), as the tests run it
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+FILLER = ("The user asks about the picture and the request, and the assistant answers with care. "
+          "Think step by step about whether the request is harmful or unharmful. ")
+
+
+def qwen2_5_vl_3b_config(tokenizer):
+    """Qwen2.5-VL-3B-Instruct's shape (text 2048 x 36 layers, 16 heads / 2 kv, vision 1280 x 32 blocks)."""
+    from transformers import Qwen2_5_VLConfig
+
+    from corpus.training.tiny_model import SPECIAL_TOKENS
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    return Qwen2_5_VLConfig(
+        text_config={
+            "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
+            "num_attention_heads": 16, "num_key_value_heads": 2, "max_position_embeddings": 128000,
+            "max_window_layers": 70, "rms_norm_eps": 1e-6, "tie_word_embeddings": True,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+            "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+        },
+        vision_config={
+            "depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "out_hidden_size": 2048,
+            "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
+            "fullatt_block_indexes": [7, 15, 23, 31], "tokens_per_second": 2,
+        },
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+
+
+def build(args):
+    import torch
+    from transformers import AutoModelForImageTextToText, GenerationConfig, Qwen2_5_VLForConditionalGeneration
+
+    from corpus.training.tiny_model import load_processor, tiny_model_path
+
+    tiny = tiny_model_path()
+    processor = load_processor(tiny)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.tiny:
+        model = AutoModelForImageTextToText.from_pretrained(tiny, dtype=torch.float32).to(device)
+    else:
+        dtype = getattr(torch, args.dtype)
+        config = qwen2_5_vl_3b_config(processor.tokenizer)
+        torch.manual_seed(0)
+        with torch.device(device):
+            model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype,
+                                                                    attn_implementation=args.attn)
+        tc = config.text_config
+        model.generation_config = GenerationConfig(bos_token_id=tc.bos_token_id, eos_token_id=tc.eos_token_id,
+                                                   pad_token_id=tc.pad_token_id)
+    return model.eval(), processor, device
+
+
+def make_requests(processor, n: int, prompt_tokens: int):
+    """``n`` guard requests whose chat-template rendering is about ``prompt_tokens`` tokens long."""
+    from corpus.guard_format import guard_messages
+    from corpus.sampling.base import GenerationRequest, block_messages
+
+    tok = processor.tokenizer
+    base = len(tok(processor.apply_chat_template(block_messages(guard_messages(f"Request {n}: ", None, 0)),
+                                                 tokenize=False, add_generation_prompt=True))["input_ids"])
+    words = (FILLER * (prompt_tokens // 4 + 8)).split()
+    lo, hi = 0, len(words)
+    while lo < hi:  # the longest filler that keeps the prompt within prompt_tokens
+        mid = (lo + hi + 1) // 2
+        if base + len(tok(" ".join(words[:mid]))["input_ids"]) <= prompt_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    reqs = []
+    for i in range(n):
+        text = f"Request {i}: " + " ".join(words[:lo])
+        reqs.append(GenerationRequest(f"c{i}", guard_messages(text, None, 0)))
+    return reqs
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _reset_peak(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_gib(device: str) -> float | None:
+    import torch
+
+    return round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.startswith("cuda") else None
+
+
+def plain_generate(backend, reqs, params, device: str) -> dict:
+    """``model.generate`` on the same sequences and batches, inputs tokenised before the clock starts."""
+    import torch
+
+    texts = [backend.prompt_text(r) for r in reqs]
+    order = sorted(range(len(reqs)), key=lambda i: (len(texts[i]), i))
+    batches = []
+    for s in range(0, len(order), backend.batch_size):
+        seq = [texts[i] for i in order[s:s + backend.batch_size] for _ in range(params.n)]
+        batches.append(backend.encode(seq, []))
+    _reset_peak(device)
+    _sync(device)
+    t0 = time.perf_counter()
+    tokens = 0
+    with torch.inference_mode():
+        for b in batches:
+            out = backend.model.generate(**b, do_sample=True, temperature=params.temperature, top_p=params.top_p,
+                                         top_k=0, max_new_tokens=params.max_new_tokens, pad_token_id=backend.pad_id)
+            gen = out[:, b["input_ids"].shape[1]:]
+            for row in gen.tolist():
+                n = len(row)
+                for j, t in enumerate(row):
+                    if t in backend.eos_ids:
+                        n = j + 1
+                        break
+                tokens += n
+    _sync(device)
+    dt = time.perf_counter() - t0
+    return {"seconds": round(dt, 3), "generated_tokens": tokens, "tokens_per_s": round(tokens / dt, 1),
+            "peak_gib": _peak_gib(device)}
+
+
+def backend_generate(backend, reqs, params, device: str) -> dict:
+    _reset_peak(device)
+    _sync(device)
+    t0 = time.perf_counter()
+    result = backend.generate(reqs, params)
+    _sync(device)
+    dt = time.perf_counter() - t0
+    assert all(len(c) == params.n for c in result.completions)
+    return {"seconds": round(dt, 3), "generated_tokens": result.generated_tokens,
+            "tokens_per_s": round(result.generated_tokens / dt, 1), "peak_gib": _peak_gib(device)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tiny", action="store_true", help="toy scale with the tiny model (CPU is fine)")
+    ap.add_argument("--candidates", type=int, default=None, help="default 256 (tiny: 4)")
+    ap.add_argument("--k", type=int, default=None, help="default 4 (tiny: 2)")
+    ap.add_argument("--prompt-tokens", type=int, default=None, help="default 400 (tiny: 200)")
+    ap.add_argument("--new-tokens", type=int, default=None, help="default 256 (tiny: 8)")
+    ap.add_argument("--batch-size", type=int, default=None, help="candidates per generate call; default 128 (tiny: 2)")
+    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--attn", default="sdpa", help="attention implementation of the 3B-shaped model")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--warmup", type=int, default=1, help="warm-up generate calls (a few tokens) before timing")
+    ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    args = ap.parse_args(argv)
+    small = args.tiny
+    candidates = args.candidates or (4 if small else 256)
+    k = args.k or (2 if small else 4)
+    prompt_tokens = args.prompt_tokens or (200 if small else 400)
+    new_tokens = args.new_tokens or (8 if small else 256)
+    batch_size = args.batch_size or (2 if small else 128)
+
+    import torch
+
+    from corpus.sampling.base import SamplingParams
+    from corpus.sampling.transformers_backend import TransformersBackend
+
+    t0 = time.perf_counter()
+    model, processor, device = build(args)
+    build_s = time.perf_counter() - t0
+    backend = TransformersBackend.from_loaded(model, processor, batch_size=batch_size)
+    reqs = make_requests(processor, candidates, prompt_tokens)
+    params = SamplingParams(n=k, temperature=1.0, top_p=0.95, max_new_tokens=new_tokens, seed=0)
+    lengths = [len(processor.tokenizer(backend.prompt_text(r))["input_ids"]) for r in reqs]
+    for _ in range(args.warmup):
+        backend.generate(reqs[: min(2, len(reqs))], SamplingParams(n=k, max_new_tokens=4))
+    plain = plain_generate(backend, reqs, params, device)
+    ours = backend_generate(backend, reqs, params, device)
+    report = {
+        "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
+        "model": "tiny" if small else "qwen2.5-vl-3b-shaped (random weights)",
+        "dtype": str(model.dtype).replace("torch.", ""),
+        "params_b": round(sum(p.numel() for p in model.parameters()) / 1e9, 3),
+        "candidates": candidates, "k": k, "sequences": candidates * k, "sequences_per_generate": batch_size * k,
+        "prompt_tokens_mean": round(sum(lengths) / len(lengths), 1), "new_tokens": new_tokens,
+        "build_seconds": round(build_s, 2),
+        "plain_generate": plain, "backend": ours,
+        "backend_vs_plain_speed": round(ours["tokens_per_s"] / plain["tokens_per_s"], 3),
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    return report
+
+
+if __name__ == "__main__":
+    main()
