@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pyarrow as pa
 from PIL import Image
+from realdata_path import REALDATA as _REAL
 
 from corpus.images import normalise_image, store_image
 from corpus.recipe import parse_recipe
 from corpus.schema import Schema, load_schema
 from corpus.store import StageWriter, stable_hash
 
-REALDATA = Path("/work/shared/realdata/guardreasoner/benchmark")
+REALDATA = _REAL / "guardreasoner" / "benchmark"
 _INPUT = re.compile(r"Human user:\n(?P<prompt>.*)\n\nAI assistant:\n(?P<response>.*)\n\n\Z", re.DOTALL)
 
 def sampled_schema() -> Schema:

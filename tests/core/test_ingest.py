@@ -22,13 +22,14 @@ from datagen import (
     write_unsafebench,
     write_wildguard,
 )
+from realdata_path import REALDATA
 
 from corpus.recipe import load_recipe
 from corpus.sources.base import SourceError
 from corpus.stages import ingest
 from corpus.store import StageDir
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
+REAL = REALDATA
 
 
 def recipe_file(tmp_path: Path, sources: list[dict], eval_sets: list[dict] | None = None, **ingest_cfg) -> Path:

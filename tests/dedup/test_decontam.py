@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
+from realdata_path import REALDATA
 
 from corpus.decontam import DecontamIndex
 from corpus.images import phash
 
-BENCH = Path("/work/shared/realdata/guardreasoner/benchmark")
+BENCH = REALDATA / "guardreasoner" / "benchmark"
 OAI = "openai_moderation"
 
 

@@ -14,11 +14,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from realdata_path import REALDATA
 
 from corpus.guard_format import parse_answers, split_answers
 from corpus.reasoning import extract_steps, numbered_steps_per_task
 
-PRED_DIR = Path("/work/shared/realdata/guardreasoner/test_predictions_8B")
+PRED_DIR = REALDATA / "guardreasoner" / "test_predictions_8B"
 FILES = sorted(PRED_DIR.glob("*.jsonl"))
 pytestmark = pytest.mark.skipif(not FILES, reason="realdata predictions not present")
 

@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw
+from realdata_path import REALDATA
 
 from corpus.recipe import SourceSpec
 from corpus.resources import samples_dir
 from corpus.sources.base import Draft, Drop, adapter_class
 
-REAL = Path("/work/shared/realdata")
+REAL = REALDATA
 SAMPLES = samples_dir()
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from realdata_path import REALDATA
+
 from corpus.recipe import SourceSpec
 from corpus.sources.base import Draft, Drop, adapter_class
 
-REAL = Path("/work/shared/realdata")
+REAL = REALDATA
 
 
 @dataclass

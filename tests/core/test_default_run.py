@@ -1,0 +1,37 @@
+"""The README's main command: `corpus run` on the embedded default recipe runs every stage offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from corpus.stages import STAGE_ORDER
+from corpus.store import StageDir
+
+
+def test_corpus_run_default_every_stage(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "CORPUS_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("OPENAI_API_KEY", None)
+    res = subprocess.run([sys.executable, "-m", "corpus.cli", "run", "--out", str(out)], capture_output=True,
+                         text=True, env=env, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for stage in STAGE_ORDER:
+        assert StageDir(out, stage).complete, f"stage {stage} did not finish"
+    assert (out / "train-rl" / "model").is_dir()
+    assert "== ingest (complete)" in res.stdout and "table6" in res.stdout
+    report = json.loads(subprocess.run([sys.executable, "-m", "corpus.cli", "stats", str(out), "--json"],
+                                       capture_output=True, text=True, check=True).stdout)
+    ingest = report["stages"]["ingest"]
+    assert {r["modality"] for r in ingest["kept"]["by_source_modality_label"]} == {"text", "image", "text_image"}
+    assert "leak:OpenAIModeration" in ingest["dropped"]["by_reason"]
+    assert report["stages"]["synthesize"]["manifest"]["rows_out"] == ingest["kept"]["rows"]
+    assert report["stages"]["filter"]["kept"]["rows"] > 0
+    # a second run is a no-op: every stage skipped, same fingerprints
+    before = {s: StageDir(out, s).fingerprint() for s in STAGE_ORDER}
+    res2 = subprocess.run([sys.executable, "-m", "corpus.cli", "run", "--out", str(out)], capture_output=True,
+                          text=True, env=env, timeout=900)
+    assert res2.returncode == 0, res2.stderr[-3000:]
+    assert {s: StageDir(out, s).fingerprint() for s in STAGE_ORDER} == before
