@@ -9,21 +9,11 @@ could not act. Writes ``<run>/train-rl/model``, ``logs/log_history.json`` (rewar
 
 from __future__ import annotations
 
-import shutil
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from corpus.stages.train_sft import (
-    build_tiny,
-    finish,
-    is_main_process,
-    model_dir,
-    prepare_launch,
-    resolve_base_model,
-    up_to_date,
-)
-from corpus.store import StageDir, stable_hash
+from corpus.stages.train_sft import model_dir, resolve_base_model, run_training
+from corpus.store import StageDir
 
 if TYPE_CHECKING:
     from corpus.recipe import Recipe
@@ -43,36 +33,19 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
 
     run_dir = Path(run_dir)
     cfg = recipe.train_rl
-    up = StageDir(run_dir, UPSTREAM)
-    if not up.complete:
-        raise FileNotFoundError(f"train-rl needs the finished `{UPSTREAM}` stage in {run_dir}; run `corpus rl-export`")
-    data = up.path / DATA
-    if not data.is_file():
-        raise FileNotFoundError(f"train-rl reads {data}, which rl-export did not write: add `trl` to rl_export.formats")
-    stage_dir = run_dir / STAGE
     if cfg.model == "sft":
         sft = StageDir(run_dir, "train-sft")
         if not sft.complete or not (model_dir(run_dir) / "config.json").is_file():
             raise FileNotFoundError(f"train_rl.model: sft needs the finished `train-sft` stage in {run_dir}; run "
-                                    "`corpus train-sft` or set train_rl.model to `tiny` or a model folder")
+                                    "`corpus train sft` or set train_rl.model to `tiny` or a model folder")
         base, identity = model_dir(run_dir), "train-sft:" + sft.fingerprint()
     else:
-        base, identity = resolve_base_model(recipe, cfg.model, stage_dir, "train_rl")
-    seed = recipe.seed if cfg.seed is None else cfg.seed
-    key = {"config_hash": stable_hash(cfg.model_dump()), "seed": seed, "input_fingerprint": up.fingerprint(),
-           "base_model": identity}
-    if not force and (m := up_to_date(stage_dir, key)) is not None:
-        return m
-    launch = prepare_launch(cfg.accelerate, STAGE, run_dir)
-    if stage_dir.exists() and is_main_process():
-        shutil.rmtree(stage_dir)
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    base = base or build_tiny(stage_dir)
-    figures = train_grpo(cfg, base, data, stage_dir, seed=seed)
-    if not is_main_process():
-        return {}
-    return finish(stage_dir, key, figures, started, {"launch": launch} if launch else None)
+        base, identity = resolve_base_model(recipe, cfg.model, run_dir / STAGE, "train_rl")
+    return run_training(
+        recipe, run_dir, cfg, force, base=base, identity=identity, stage=STAGE, upstream=UPSTREAM, data=DATA,
+        format_hint="add `trl` to rl_export.formats",
+        train=lambda base, data, stage_dir, seed: train_grpo(cfg, base, data, stage_dir, seed=seed),
+    )
 
 
 def stats(run_dir: Path | str) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,27 +116,35 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
 
     run_dir = Path(run_dir)
     cfg = recipe.train_sft
-    up = StageDir(run_dir, UPSTREAM)
+    base, identity = resolve_base_model(recipe, cfg.model, run_dir / STAGE, "train_sft")
+    return run_training(
+        recipe, run_dir, cfg, force, base=base, identity=identity, stage=STAGE, upstream=UPSTREAM, data=DATA,
+        format_hint="add `trl` to export.formats",
+        train=lambda base, data, stage_dir, seed: train_sft(cfg, base, data, run_dir, stage_dir, seed=seed),
+    )
+
+
+def run_training(recipe: Recipe, run_dir: Path, cfg: Any, force: bool, *, base: Path | None, identity: str,
+                 stage: str, upstream: str, data: str, format_hint: str, train: Callable[..., dict]) -> dict:
+    """The flow both training stages share: check the input, skip when up to date, train, write the manifest."""
+    up = StageDir(run_dir, upstream)
     if not up.complete:
-        raise FileNotFoundError(f"train-sft needs the finished `{UPSTREAM}` stage in {run_dir}; run `corpus export`")
-    data = up.path / DATA
-    if not data.is_file():
-        raise FileNotFoundError(f"train-sft reads {data}, which the export stage did not write: add `trl` to "
-                                "export.formats")
-    stage_dir = run_dir / STAGE
-    base, identity = resolve_base_model(recipe, cfg.model, stage_dir, "train_sft")
+        raise FileNotFoundError(f"{stage} needs the finished `{upstream}` stage in {run_dir}; run `corpus {upstream}`")
+    data_path = up.path / data
+    if not data_path.is_file():
+        raise FileNotFoundError(f"{stage} reads {data_path}, which the {upstream} stage did not write: {format_hint}")
+    stage_dir = run_dir / stage
     seed = recipe.seed if cfg.seed is None else cfg.seed
     key = {"config_hash": stable_hash(cfg.model_dump()), "seed": seed, "input_fingerprint": up.fingerprint(),
            "base_model": identity}
     if not force and (m := up_to_date(stage_dir, key)) is not None:
         return m
-    launch = prepare_launch(cfg.accelerate, STAGE, run_dir)
+    launch = prepare_launch(cfg.accelerate, stage, run_dir)
     if stage_dir.exists() and is_main_process():
         shutil.rmtree(stage_dir)
     stage_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    base = base or build_tiny(stage_dir)
-    figures = train_sft(cfg, base, data, run_dir, stage_dir, seed=seed)
+    figures = train(base or build_tiny(stage_dir), data_path, stage_dir, seed)
     if not is_main_process():
         return {}
     return finish(stage_dir, key, figures, started, {"launch": launch} if launch else None)
