@@ -90,22 +90,28 @@ def content_blocks(text: str) -> list[dict]:
     return blocks
 
 
+def block_messages(messages: list[dict]) -> list[dict]:
+    """Messages with every string content split into text/image blocks at the ``<image>`` tokens."""
+    return [{"role": m["role"], "content": content_blocks(m["content"])} for m in messages]
+
+
 def guard_messages_blocks(prompt: str | None, response: str | None, n_images: int) -> list[dict]:
     """``guard_messages`` with every content as a list of blocks; one ``{"type": "image"}`` per image."""
-    return [{"role": m["role"], "content": content_blocks(m["content"])}
-            for m in guard_messages(prompt, response, n_images)]
+    return block_messages(guard_messages(prompt, response, n_images))
 
 
-def sft_target(reasoning: str, request_label: str, response_label: str | None) -> str:
-    """The guard's training target: ``<think>`` reasoning ``</think>`` then the ``<result>`` block."""
+def result_block(request_label: str, response_label: str | None) -> str:
+    """The guard's ``<result>`` block (the labels part of the target; the RL ground-truth answer)."""
     if request_label not in HARM_LABELS:
         raise ValueError(f"request_label must be one of {HARM_LABELS}, got {request_label!r}")
     if response_label is not None and response_label not in HARM_LABELS:
         raise ValueError(f"response_label must be one of {HARM_LABELS} or None, got {response_label!r}")
-    return (
-        f"<think>\n{reasoning}\n</think>\n"
-        f"<result>\nRequest: {request_label}\nResponse: {response_label or 'None'}\n</result>"
-    )
+    return f"<result>\nRequest: {request_label}\nResponse: {response_label or 'None'}\n</result>"
+
+
+def sft_target(reasoning: str, request_label: str, response_label: str | None) -> str:
+    """The guard's training target: ``<think>`` reasoning ``</think>`` then the ``<result>`` block."""
+    return f"<think>\n{reasoning}\n</think>\n" + result_block(request_label, response_label)
 
 
 def count_image_tokens(text: str) -> int:

@@ -167,16 +167,22 @@ def image_relpath(sha256: str, fmt: str) -> str:
     return f"images/{sha256[:2]}/{sha256}.{EXTENSIONS.get(fmt, fmt.lower())}"
 
 
+def image_entry(img: NormalisedImage) -> dict[str, Any]:
+    """The schema's image dict of ``img`` (its path is where :func:`store_image` puts it)."""
+    rel = image_relpath(img.sha256, img.format)
+    return {"sha256": img.sha256, "path": rel, "width": img.width, "height": img.height, "format": img.format}
+
+
 def store_image(img: NormalisedImage, run_dir: Path) -> dict[str, Any]:
     """Write ``img`` under ``run_dir/images/`` once (atomic rename); return the schema's image dict."""
-    rel = image_relpath(img.sha256, img.format)
-    path = Path(run_dir) / rel
+    entry = image_entry(img)
+    path = Path(run_dir) / entry["path"]
     if not (path.exists() and path.stat().st_size == len(img.data)):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         tmp.write_bytes(img.data)
         os.replace(tmp, path)
-    return {"sha256": img.sha256, "path": rel, "width": img.width, "height": img.height, "format": img.format}
+    return entry
 
 
 # ---------------------------------------------------------------- perceptual hash

@@ -85,8 +85,3 @@ def extract_steps(reasoning: str | None) -> list[Step]:
 def numbered_steps_per_task(steps: list[Step]) -> dict[int | None, int]:
     """Count of numbered ``Reasoning Step`` units per task."""
     return dict(Counter(s.task for s in steps if s.kind == "step"))
-
-
-def whitespace_tokens(text: str | None) -> int:
-    """Length in whitespace-separated tokens (the documented, model-free token measure of the stats)."""
-    return len((text or "").split())

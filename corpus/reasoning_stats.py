@@ -117,13 +117,3 @@ def reasoning_stats(run_dir: Path | str, stage: str = "filter") -> dict[str, Any
         "drops_by_reason": reason_rows,
         "teacher_filled_labels": dict(teacher_filled),
     }
-
-
-def render_table6(table6: list[dict[str, Any]]) -> str:
-    """Markdown table in the paper's Table 6 layout."""
-    lines = ["| modality | samples | steps | mean steps/sample | mean chars/step |",
-             "| --- | ---: | ---: | ---: | ---: |"]
-    for r in table6:
-        lines.append(f"| {r['modality']} | {r['samples']} | {r['steps']} | {r['mean_steps_per_sample']} | "
-                     f"{r['mean_chars_per_step']} |")
-    return "\n".join(lines)

@@ -36,14 +36,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from corpus.guard_format import guard_user_text  # noqa: E402
+from corpus.llm.limits import IMAGE_TOKENS  # noqa: E402
 from corpus.llm.request import ChatRequest  # noqa: E402
 from corpus.recipe import load_recipe  # noqa: E402
 from corpus.resources import samples_dir  # noqa: E402
 from corpus.stages import get_stage  # noqa: E402
 from corpus.stages.synthesize import build_request  # noqa: E402
 from corpus.store import StageDir  # noqa: E402
-
-IMAGE_TOKENS = 765
 
 
 def usage(req: ChatRequest, answer: str) -> tuple[int, int]:
@@ -108,8 +107,10 @@ def main() -> None:
                 f = p["prediction_file"]
                 if f not in lines:
                     lines[f] = (root / f).read_text(encoding="utf-8").splitlines()
-                predict = json.loads(lines[f][p["line_index"]])["predict"]
-                recorded.append(entry(req, predict, "guardreasoner-8b-recorded",
+                pred = json.loads(lines[f][p["line_index"]])
+                if norm(guard_user_text(row["prompt"], row["response"], 0)) not in norm(pred["prompt"]):
+                    raise SystemExit(f"{f}:{p['line_index']}: the recorded transcript is not row {row['id']}'s text")
+                recorded.append(entry(req, pred["predict"], "guardreasoner-8b-recorded",
                                       {"response_model": "GuardReasoner-8B (recorded greedy prediction)",
                                        "prediction_file": f, "line_index": p["line_index"], "row_id": row["id"]}))
                 continue
@@ -119,10 +120,6 @@ def main() -> None:
                 continue
             scripted.append(entry(req, answer, "scripted-template",
                                   {"response_model": "template (scripts/build_replay_cache.py)", "row_id": row["id"]}))
-        # sanity: the transcript in a recorded prediction is the row's text
-        for e in recorded:
-            row = next(r for r in rows if r["id"] == e["row_id"])
-            assert guard_user_text(row["prompt"], row["response"], 0).strip()
 
     args.out.mkdir(parents=True, exist_ok=True)
     for name, entries in (("recorded.jsonl", recorded), ("scripted.jsonl", scripted)):

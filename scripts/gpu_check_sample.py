@@ -77,8 +77,8 @@ def build(args):
 
 def make_requests(processor, n: int, prompt_tokens: int):
     """``n`` guard requests whose chat-template rendering is about ``prompt_tokens`` tokens long."""
-    from corpus.guard_format import guard_messages
-    from corpus.sampling.base import GenerationRequest, block_messages
+    from corpus.guard_format import block_messages, guard_messages
+    from corpus.sampling.base import GenerationRequest
 
     tok = processor.tokenizer
     base = len(tok(processor.apply_chat_template(block_messages(guard_messages(f"Request {n}: ", None, 0)),

@@ -23,10 +23,10 @@ from pathlib import Path
 import openai
 
 from corpus.llm.cache import ResponseCache
-from corpus.llm.client import answer_fields, api_key_from_env
+from corpus.llm.client import api_key_from_env
 from corpus.llm.config import SynthesizeConfig
-from corpus.llm.request import ChatRequest, Outcome, status_of
-from corpus.llm.retry import describe
+from corpus.llm.request import ChatRequest, answer_outcome
+from corpus.llm.retry import scrub
 from corpus.llm.transport import check_completion
 from corpus.store import write_json_atomic
 
@@ -63,7 +63,6 @@ class BatchRunner:
 
     def _wanted(self, reqs: list[ChatRequest]) -> dict[str, ChatRequest]:
         """Requests whose answer (or next re-ask) is not in the cache and may still be asked."""
-        limits = {"length": self.cfg.retry_truncated, "empty": self.cfg.retry_empty}
         final = set(self.state["final"])
         out: dict[str, ChatRequest] = {}
         for base in {r.key: r for r in reqs}.values():
@@ -74,7 +73,7 @@ class BatchRunner:
                     if req.key not in final and self.state["attempts"].get(req.key, 0) < self.cfg.batch_rounds:
                         out[req.key] = req
                     break
-                if n >= limits.get(o.status, 0):
+                if n >= self.cfg.reask_limit(o.status):
                     break
                 n += 1
                 req = base.again(n)
@@ -110,7 +109,7 @@ class BatchRunner:
             if sub.get("collected"):
                 continue
             if not sub.get("batch_id"):
-                found = await self._find_batch(sdk, sub["submission"])
+                found = await self._find_batch(sdk, sub["submission"], sub["submitted"])
                 if found is None:
                     batch = await sdk.batches.create(input_file_id=sub["input_file_id"], endpoint=ENDPOINT,
                                                      completion_window=self.cfg.batch_completion_window,
@@ -122,14 +121,14 @@ class BatchRunner:
             log.info("synthesize: resuming batch %s", sub["batch_id"])
             await self._finish(sdk, sub)
 
-    async def _find_batch(self, sdk: openai.AsyncOpenAI, submission: str) -> str | None:
-        try:
-            page = await sdk.batches.list(limit=100)
-        except openai.OpenAIError:
-            return None
-        for b in page.data:
+    async def _find_batch(self, sdk: openai.AsyncOpenAI, submission: str, submitted: float) -> str | None:
+        """The batch tagged with ``submission``, looking back (newest first) to a day before it was recorded.
+        A failing list call raises: creating the batch again on a guess could pay for it twice."""
+        async for b in sdk.batches.list(limit=100):
             if (b.metadata or {}).get("corpus_submission") == submission:
                 return b.id
+            if b.created_at < submitted - 86400:
+                break
         return None
 
     async def _submit(self, sdk: openai.AsyncOpenAI, items: list[ChatRequest], data_url) -> str:
@@ -193,26 +192,20 @@ class BatchRunner:
         status = resp.get("status_code")
         if status == 200:
             try:
-                f = answer_fields(check_completion(resp.get("body")))
+                o = answer_outcome(check_completion(resp.get("body")), "batch")
             except (ValueError, KeyError, TypeError) as exc:
                 self.state["errors"][key] = f"malformed: batch item body: {exc}"
                 self.stats["item:malformed"] += 1
                 return key
-            o = Outcome(status=status_of(f["finish_reason"], f["content"]), output=f["content"],
-                        finish_reason=f["finish_reason"], prompt_tokens=f["prompt_tokens"],
-                        completion_tokens=f["completion_tokens"], response_id=f["id"], response_model=f["model"],
-                        source="batch")
             self.cache.put(key, sub["models"].get(key, self.cfg.model), o)
             self.state["errors"].pop(key, None)
             self.stats[f"item:{o.status}"] += 1
             return key
         err = item.get("error") or ((resp.get("body") or {}).get("error") if isinstance(resp.get("body"), dict)
                                     else None) or {}
-        code = err.get("code") or (f"http_{status}" if status else "error")
-        message = err.get("message") or "no message"
-        text = describe(Exception(message), self._key)
-        self.state["errors"][key] = f"{'http_' + str(status) if status else code}: {text.split(': ', 1)[-1]}"
-        self.stats[f"item_error:{status or code}"] += 1
+        kind = f"http_{status}" if status else (err.get("code") or "error")
+        self.state["errors"][key] = scrub(f"{kind}: {err.get('message') or 'no message'}", self._key)
+        self.stats[f"item_error:{status or kind}"] += 1
         if status is not None and 400 <= status < 500 and status not in (408, 409, 429):
             self.state["final"].append(key)  # a bad request stays bad: do not resubmit
         return key

@@ -89,31 +89,22 @@ class ResponseCache:
         return self.cache_dir / DB_NAME if self.cache_dir else None
 
     def get(self, key: str) -> Outcome | None:
-        row = self._pending.get(key)
-        if row is not None:
-            return _outcome(dict(zip(_FIELDS, row[2:9], strict=True)), "cache")
-        if self._db is not None:
-            cur = self._db.execute(f"SELECT {','.join(_FIELDS)} FROM answers WHERE key=?", (key,))
-            row = cur.fetchone()
-            if row is not None:
-                return _outcome(dict(zip(_FIELDS, row, strict=True)), "cache")
-        if key in self._replay:
-            return _outcome(self._replay[key], "replay")
-        return None
+        return self.get_many([key]).get(key)
 
     def get_many(self, keys: list[str]) -> dict[str, Outcome]:
-        out: dict[str, Outcome] = {}
+        # pending answers first: one leaves _pending only after its commit, so looking there before the
+        # database never misses an answer that is committed in between
+        out = {k: _outcome(dict(zip(_FIELDS, row[2:9], strict=True)), "cache")
+               for k in keys if (row := self._pending.get(k)) is not None}
+        rest = [k for k in keys if k not in out]
         if self._db is not None:
-            for i in range(0, len(keys), 500):
-                chunk = keys[i:i + 500]
+            for i in range(0, len(rest), 500):
+                chunk = rest[i:i + 500]
                 cur = self._db.execute(
                     f"SELECT key,{','.join(_FIELDS)} FROM answers WHERE key IN ({','.join('?' * len(chunk))})", chunk)
                 for row in cur.fetchall():
                     out[row[0]] = _outcome(dict(zip(_FIELDS, row[1:], strict=True)), "cache")
-        for k in keys:
-            row = self._pending.get(k)
-            if k not in out and row is not None:
-                out[k] = _outcome(dict(zip(_FIELDS, row[2:9], strict=True)), "cache")
+        for k in rest:
             if k not in out and k in self._replay:
                 out[k] = _outcome(self._replay[k], "replay")
         return out
@@ -133,8 +124,12 @@ class ResponseCache:
         self._queue.put(row)
 
     def _write_loop(self) -> None:
-        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        db.execute("PRAGMA synchronous=NORMAL")
+        db: sqlite3.Connection | None = None
+        try:
+            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:  # keep draining the queue so flush() reports this instead of hanging
+            self._error = exc
         stop = False
         while not stop:
             batch = [self._queue.get()]
@@ -146,19 +141,21 @@ class ResponseCache:
                     break
             stop = batch[-1] is None
             rows = [r for r in batch if r is not None]
-            if rows:
+            if rows and db is not None:
                 try:
                     db.execute("BEGIN")
                     db.executemany("INSERT OR IGNORE INTO answers VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
                     db.execute("COMMIT")
-                except sqlite3.Error as exc:
+                except sqlite3.Error as exc:  # the answers stay in _pending: this process still uses them
                     self._error = exc
-                for r in rows:
-                    if self._pending.get(r[0]) is r:
-                        del self._pending[r[0]]
+                else:
+                    for r in rows:
+                        if self._pending.get(r[0]) is r:
+                            del self._pending[r[0]]
             for _ in batch:
                 self._queue.task_done()
-        db.close()
+        if db is not None:
+            db.close()
 
     def flush(self) -> None:
         """Wait until every answer handed over is committed."""

@@ -17,7 +17,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from corpus.llm._http import httpx
 from corpus.llm.config import SynthesizeConfig
 from corpus.llm.limits import RateLimits, estimate_tokens
-from corpus.llm.request import ChatRequest, Outcome, status_of
+from corpus.llm.request import ChatRequest, Outcome, answer_outcome
 from corpus.llm.retry import backoff_seconds, describe, error_kind, is_retryable, wait_retry_after_or_backoff
 from corpus.llm.transport import FastChatTransport, check_completion
 from corpus.recipe import RecipeError
@@ -39,20 +39,6 @@ def api_key_from_env(cfg: SynthesizeConfig) -> str:
             f"synthesize: environment variable {cfg.api_key_env} is not set (needed for api.openai.com); "
             "set it, point synthesize.base_url at another server, or use synthesize.mode: replay (cache only)")
     return LOCAL_KEY
-
-
-def answer_fields(data: dict) -> dict:
-    """content, finish_reason, usage, id and model of a chat completion body."""
-    choice = data["choices"][0]
-    usage = data.get("usage") or {}
-    return {
-        "content": choice["message"].get("content"),
-        "finish_reason": choice.get("finish_reason"),
-        "prompt_tokens": int(usage.get("prompt_tokens") or 0),
-        "completion_tokens": int(usage.get("completion_tokens") or 0),
-        "id": data.get("id"),
-        "model": data.get("model"),
-    }
 
 
 def _default_data_url(path: Path, max_pixels: int) -> str:
@@ -167,14 +153,11 @@ class TeacherClient:
         except Exception as exc:  # one bad row never kills a run: anything else is a recorded failure too
             self.stats["failed:unexpected"] += 1
             return Outcome(status="failed", error=describe(exc, self._secret), attempts=state["attempts"])
-        f = answer_fields(data)
-        self.limits.settle(state["estimate"], f["prompt_tokens"] + f["completion_tokens"])
-        status = status_of(f["finish_reason"], f["content"])
+        o = answer_outcome(data, "api", state["attempts"])
+        self.limits.settle(state["estimate"], o.prompt_tokens + o.completion_tokens)
         self.stats["answered"] += 1
-        self.stats[f"answer:{status}"] += 1
-        return Outcome(status=status, output=f["content"], finish_reason=f["finish_reason"],
-                       prompt_tokens=f["prompt_tokens"], completion_tokens=f["completion_tokens"],
-                       response_id=f["id"], response_model=f["model"], source="api", attempts=state["attempts"])
+        self.stats[f"answer:{o.status}"] += 1
+        return o
 
     async def close(self) -> None:
         if self.fast is not None:

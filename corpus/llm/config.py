@@ -88,8 +88,9 @@ class SynthesizeConfig(_Strict):
     batch_completion_window: str = "24h"
     progress: bool = Field(True, description="Show a progress bar on stderr.")
 
-    def resolved_cache_dir(self) -> Path:
-        return Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
+    def reask_limit(self, status: str) -> int:
+        """How many times an answer of this status may be re-asked (``retry_truncated``/``retry_empty``)."""
+        return {"length": self.retry_truncated, "empty": self.retry_empty}.get(status, 0)
 
     def price(self) -> Price | None:
         return self.prices.get(self.model)

@@ -62,7 +62,11 @@ class RateLimits:
             self.tpm.refund(estimated - used)
 
 
+#: tokens of one 1024x1024 high-detail image for GPT-4o
+IMAGE_TOKENS = 765
+
+
 def estimate_tokens(text_chars: int, images: int, max_tokens: int | None) -> int:
-    """Pre-call token estimate for the TPM limit: ~4 characters per token, 765 per image (a 1024x1024
-    high-detail image for GPT-4o), plus the completion cap as OpenAI's limiter counts it."""
-    return text_chars // 4 + 765 * images + (max_tokens or 0)
+    """Pre-call token estimate for the TPM limit: ~4 characters per token, :data:`IMAGE_TOKENS` per
+    image, plus the completion cap as OpenAI's limiter counts it."""
+    return text_chars // 4 + IMAGE_TOKENS * images + (max_tokens or 0)

@@ -9,8 +9,9 @@ from tqdm import tqdm
 
 
 class Progress:
-    """Counts rows as their answers resolve. ``spent`` is what this attempt paid (API calls); the
-    projection assumes the remaining rows cost what the paid rows did on average."""
+    """Counts rows as their answers resolve: paid (answered by the API now), cached, or missing (no
+    answer: a recorded failure or no cached response). ``spent`` is what this attempt paid (API calls);
+    the projection assumes the remaining rows cost what the paid rows did on average."""
 
     def __init__(self, total: int, done: int = 0, enabled: bool = True, desc: str = "synthesize"):
         self.total, self.done = total, done
@@ -25,7 +26,7 @@ class Progress:
     def update(self, rows: int, *, paid: bool, answered: bool = True, prompt_tokens: int = 0,
                completion_tokens: int = 0, cost: float = 0.0) -> None:
         self.done += rows
-        if not paid and not answered:
+        if not answered:  # a failure or no cached answer: nothing bought, even if the API was called
             self.missing_rows += rows
         elif paid:
             self.paid_rows += rows

@@ -15,7 +15,6 @@ from typing import Any
 
 from corpus.store import stable_hash
 
-STATUSES = ("ok", "length", "empty", "content_filter", "failed", "no_cached_response")
 KEY_VERSION = 1
 
 
@@ -35,7 +34,9 @@ class ChatRequest:
     _key: str | None = field(default=None, repr=False)
 
     def key_document(self) -> dict:
-        messages = [_key_message(m, self.image_max_pixels) for m in self.messages]
+        mp = self.image_max_pixels
+        messages = [_map_images(m, lambda p: {"type": "image", "sha256": p["sha256"], "max_pixels": mp})
+                    for m in self.messages]
         doc: dict[str, Any] = {"v": KEY_VERSION, "model": self.model, "messages": messages, "params": self.params}
         if self.reask:
             doc["reask"] = self.reask
@@ -65,34 +66,19 @@ class ChatRequest:
 
     def body(self, data_url: Callable[[Path, int], str]) -> dict:
         """The JSON body sent to ``/chat/completions`` (images become data URLs here)."""
-        return {"model": self.model, "messages": [_wire_message(m, self.image_max_pixels, data_url)
-                                                  for m in self.messages], **self.params}
+        def url(p: dict) -> dict:
+            return {"type": "image_url", "image_url": {"url": data_url(Path(p["path"]), self.image_max_pixels)}}
+
+        messages = [_map_images(m, url) for m in self.messages]
+        return {"model": self.model, "messages": messages, **self.params}
 
 
-def _key_message(m: dict, max_pixels: int) -> dict:
+def _map_images(m: dict, image: Callable[[dict], dict]) -> dict:
+    """``{role, content}`` of a message with every image part replaced by ``image(part)``."""
     c = m["content"]
     if isinstance(c, str):
         return {"role": m["role"], "content": c}
-    parts = []
-    for p in c:
-        if p.get("type") == "image":
-            parts.append({"type": "image", "sha256": p["sha256"], "max_pixels": max_pixels})
-        else:
-            parts.append(p)
-    return {"role": m["role"], "content": parts}
-
-
-def _wire_message(m: dict, max_pixels: int, data_url: Callable[[Path, int], str]) -> dict:
-    c = m["content"]
-    if isinstance(c, str):
-        return {"role": m["role"], "content": c}
-    parts = []
-    for p in c:
-        if p.get("type") == "image":
-            parts.append({"type": "image_url", "image_url": {"url": data_url(Path(p["path"]), max_pixels)}})
-        else:
-            parts.append(p)
-    return {"role": m["role"], "content": parts}
+    return {"role": m["role"], "content": [image(p) if p.get("type") == "image" else p for p in c]}
 
 
 @dataclass
@@ -114,6 +100,17 @@ class Outcome:
     @property
     def answered(self) -> bool:
         return self.status not in ("failed", "no_cached_response")
+
+
+def answer_outcome(data: dict, source: str, attempts: int = 0) -> Outcome:
+    """The outcome of a chat completion body (as checked by ``transport.check_completion``)."""
+    choice = data["choices"][0]
+    usage = data.get("usage") or {}
+    content, finish = choice["message"].get("content"), choice.get("finish_reason")
+    return Outcome(status=status_of(finish, content), output=content, finish_reason=finish,
+                   prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                   completion_tokens=int(usage.get("completion_tokens") or 0),
+                   response_id=data.get("id"), response_model=data.get("model"), source=source, attempts=attempts)
 
 
 def status_of(finish_reason: str | None, content: str | None) -> str:

@@ -41,7 +41,11 @@ def error_kind(exc: BaseException) -> str:
 def describe(exc: BaseException, secret: str | None = None) -> str:
     """``<kind>: <message>`` for the row's teacher_error, with the API key scrubbed if echoed."""
     msg = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    text = f"{error_kind(exc)}: {msg}"
+    return scrub(f"{error_kind(exc)}: {msg}", secret)
+
+
+def scrub(text: str, secret: str | None) -> str:
+    """``text`` (at most 2000 characters) with the API key replaced by ``***`` wherever it is echoed."""
     if secret and len(secret) >= 4:
         text = text.replace(secret, "***")
     return text[:2000]

@@ -38,12 +38,10 @@ class Runner:
         """One outcome per request, in order. Requests go out while later keys are still being computed
         (chunks of ``chunk``), so a large unit starts paying its latency at once."""
         tasks: dict[str, asyncio.Task] = {}
-        rows: Counter[str] = Counter()
         for start in range(0, len(reqs), chunk):
             part = reqs[start:start + chunk]
             fresh = {}
             for r in part:
-                rows[r.key] += 1
                 if r.key not in tasks and r.key not in fresh:
                     fresh[r.key] = r
             cached = self.cache.get_many(list(fresh)) if fresh else {}
@@ -53,11 +51,16 @@ class Runner:
         if tasks:
             await asyncio.gather(*tasks.values())
         done = {k: t.result() for k, t in tasks.items()}
-        extra = len(reqs) - len(tasks)  # rows sharing a request with an earlier row
-        if extra and self.progress is not None:
-            self.progress.update(extra, paid=False)
+        shared: Counter[bool] = Counter()  # rows sharing a request with an earlier row, by answered
+        seen: set[str] = set()
         for r in reqs:
             self.stats[f"status:{done[r.key].status}"] += 1
+            if r.key in seen:
+                shared[done[r.key].answered] += 1
+            seen.add(r.key)
+        if self.progress is not None:
+            for answered, n in shared.items():
+                self.progress.update(n, paid=False, answered=answered)
         return [done[r.key] for r in reqs]
 
     async def _get(self, req: ChatRequest, cached: Outcome | None = None) -> tuple[Outcome, bool]:
@@ -75,15 +78,12 @@ class Runner:
             self.cache.put(req.key, req.model, o)
         return o, True
 
-    def _reask_limit(self, status: str) -> int:
-        return {"length": self.cfg.retry_truncated, "empty": self.cfg.retry_empty}.get(status, 0)
-
     async def _with_reasks(self, req: ChatRequest, cached: Outcome | None) -> Outcome:
         o, paid = await self._get(req, cached)
         pt, ct = o.prompt_tokens, o.completion_tokens
         paid_pt, paid_ct = (pt, ct) if paid else (0, 0)
         n = 0
-        while o.answered and n < self._reask_limit(o.status):
+        while o.answered and n < self.cfg.reask_limit(o.status):
             n += 1
             self.stats[f"reask:{o.status}"] += 1
             again, p = await self._get(req.again(n))

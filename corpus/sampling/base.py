@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from corpus.guard_format import content_blocks
-
 Fanout = Literal["n", "requests"]
 BACKENDS = ("transformers", "openai", "vllm")
 
@@ -64,13 +62,12 @@ class BatchResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def block_messages(messages: Sequence[dict]) -> list[dict]:
-    """Messages with every content split into text/image blocks at the ``<image>`` tokens."""
-    return [{"role": m["role"], "content": content_blocks(m["content"])} for m in messages]
+def load_rgb(path: Path):
+    """Open an image file as an RGB PIL image (raises ``OSError``/``FileNotFoundError`` naming the file)."""
+    from PIL import Image
 
-
-def count_image_blocks(messages: Sequence[dict]) -> int:
-    return sum(1 for m in block_messages(messages) for b in m["content"] if b["type"] == "image")
+    with Image.open(path) as im:
+        return im.convert("RGB")
 
 
 class Backend(ABC):

@@ -20,8 +20,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from corpus.guard_format import block_messages
 from corpus.llm.request import ChatRequest, image_part
-from corpus.sampling.base import Backend, BatchResult, Completion, GenerationRequest, SamplingParams, block_messages
+from corpus.sampling.base import Backend, BatchResult, Completion, GenerationRequest, SamplingParams
 
 
 def chat_messages(request: GenerationRequest) -> list[dict]:

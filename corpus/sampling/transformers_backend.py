@@ -11,7 +11,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from corpus.sampling.base import Backend, BatchResult, Completion, GenerationRequest, SamplingParams, block_messages
+from corpus.guard_format import block_messages
+from corpus.sampling.base import Backend, BatchResult, Completion, GenerationRequest, SamplingParams, load_rgb
 from corpus.store import stable_hash
 
 
@@ -33,13 +34,7 @@ def _resolve_dtype(dtype: str, device: str):
 
 def load_images(paths: Sequence[Path]):
     """Open images as RGB PIL images (raises ``OSError``/``FileNotFoundError`` naming the file)."""
-    from PIL import Image
-
-    out = []
-    for p in paths:
-        with Image.open(p) as im:
-            out.append(im.convert("RGB"))
-    return out
+    return [load_rgb(p) for p in paths]
 
 
 class TransformersBackend(Backend):

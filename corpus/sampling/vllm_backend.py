@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from corpus.sampling.base import Backend, BatchResult, Completion, GenerationRequest, SamplingParams, block_messages
+from corpus.guard_format import block_messages
+from corpus.sampling.base import Backend, BatchResult, Completion, GenerationRequest, SamplingParams, load_rgb
 
 
 @dataclass
@@ -60,13 +61,6 @@ def chat_template_renderer(model: str | Path) -> Callable[[list[dict]], str]:
     return render
 
 
-def _load_rgb(path: Path):
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return im.convert("RGB")
-
-
 class VllmBackend(Backend):
     name = "vllm"
 
@@ -82,7 +76,7 @@ class VllmBackend(Backend):
 
     def generate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> BatchResult:
         t0 = time.perf_counter()
-        built = build_vllm_requests(requests, params, self.render, _load_rgb)
+        built = build_vllm_requests(requests, params, self.render, load_rgb)
         outputs = self.llm.generate([b.prompt for b in built],
                                     sampling_params=[self._vllm.SamplingParams(**b.sampling) for b in built],
                                     use_tqdm=False)

@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from corpus.sources.base import Draft, Drop, ImageInput, Source, register
 from corpus.sources.loaders import as_image_input
-from corpus.sources.text import Strict, is_missing, split_categories, text
+from corpus.sources.text import Strict, is_missing, one_category, split_categories, text
 
 Scalar = str | int | float | bool
 
@@ -147,8 +147,10 @@ class Declarative(Source):
         cats: list[str] = []
         if o.categories:
             value = fields.get(o.categories)
-            cats = split_categories(value, o.category_separator) if o.category_separator or isinstance(
-                value, list) else ([] if is_missing(value) else [str(value)])
+            if o.category_separator or isinstance(value, list):
+                cats = split_categories(value, o.category_separator)
+            else:
+                cats = one_category(value)
         return [Draft(
             source_id=self.source_id(fields, index, o.id), prompt=prompt, response=response, images=images,
             raw_categories=cats, meta={c: fields.get(c) for c in o.meta}, **labels,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from corpus.images import ImageRejected
@@ -86,7 +87,10 @@ class ImageRoot:
             assert self._names is not None
             if name not in self._names:
                 raise MissingImage(f"{rel} is not in {self.location}")
-            return zf.read(name)
+            try:
+                return zf.read(name)
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:  # bad CRC, cut member, ...
+                raise ImageRejected("image:corrupt", f"{rel} cannot be read from {self.location}: {exc}") from None
         root = self.location.resolve()
         target = root / rel
         try:
@@ -97,7 +101,10 @@ class ImageRoot:
             raise BadImagePath(f"{rel} leads outside the image root {root} (symlink)")
         if not real.is_file():
             raise MissingImage(f"{rel} is not a file in {root}")
-        return real.read_bytes()
+        try:
+            return real.read_bytes()
+        except OSError as exc:  # permissions, I/O errors: this image is dropped, the run goes on
+            raise ImageRejected("image:unreadable", f"{rel} in {root}: {exc}") from None
 
     def close(self) -> None:
         if self._zip is not None:

@@ -67,20 +67,15 @@ def safety_value_label(value: Any, column: str) -> str | Drop:
 
 
 def local_path(location: str | None, what: str) -> Path:
-    """A local path of a spec (``embedded:`` prefix allowed); SourceError when it is missing."""
-    from corpus.recipe import EMBEDDED
-    from corpus.resources import samples_dir
+    """A local path of a spec, resolved as the recipe does (``embedded:`` prefix allowed); SourceError when missing."""
+    from corpus.sources.loaders import resolve_path
 
     if not location:
         raise SourceError(f"{what} is not set")
-    p = samples_dir() / location[len(EMBEDDED):] if location.startswith(EMBEDDED) else Path(location).expanduser()
+    p = resolve_path(location)
     if not p.exists():
         raise SourceError(f"{what} {location!r} does not exist ({p})")
     return p
-
-
-def no_text(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
 
 
 # Importing this module registers every image adapter (corpus/sources/__init__.py imports it).

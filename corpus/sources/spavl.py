@@ -30,7 +30,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from corpus.sources.base import Draft, Drop, Source, register
-from corpus.sources.image_sources import LabelChoice, choice_label, image_input, no_text, safety_value_label
+from corpus.sources.image_sources import LabelChoice, choice_label, image_input, safety_value_label
+from corpus.sources.text import is_missing
 
 Role = Literal["chosen", "rejected"]
 
@@ -86,7 +87,7 @@ class SPAVL(Source):
 
     def convert(self, fields: dict[str, Any], index: int) -> list[Draft] | Drop:
         question = fields.get("question")
-        if no_text(question):
+        if is_missing(question):
             return Drop("empty_prompt", "question is empty")
         image = image_input(fields.get("image"))
         if isinstance(image, Drop):
@@ -95,7 +96,7 @@ class SPAVL(Source):
         drafts = []
         for role in self._roles(fields, index):
             response = fields.get(role)
-            if no_text(response):
+            if is_missing(response):
                 return Drop("empty_response", f"{role} is empty")
             label, rule = self._response_label(role, fields)
             if isinstance(label, Drop):

@@ -26,7 +26,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from corpus.sources.base import HARMFUL, UNHARMFUL, Draft, Drop, Source, map_label, register
-from corpus.sources.image_sources import image_input, no_text
+from corpus.sources.image_sources import image_input
+from corpus.sources.text import is_missing
 
 LABELS = {"Unsafe": HARMFUL, "Safe": UNHARMFUL}
 
@@ -60,7 +61,7 @@ class UnsafeBench(Source):
             meta["topic"] = category
         caption = fields.get("text")
         prompt = None
-        if not no_text(caption):
+        if not is_missing(caption):
             meta["caption"] = caption
             if self.options.caption_as_prompt:
                 prompt = caption

@@ -22,7 +22,6 @@ placeholder, image files exist, labels in range, target in guard format); a fail
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -45,7 +44,15 @@ from corpus.guard_format import (
     parse_answers,
 )
 from corpus.schema import load_schema
-from corpus.store import MANIFEST, StageDir, part_name, stable_hash, write_json_atomic, write_parquet_atomic
+from corpus.store import (
+    MANIFEST,
+    StageDir,
+    _file_sha256,
+    part_name,
+    stable_hash,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 
 if TYPE_CHECKING:
     from corpus.recipe import Recipe
@@ -178,14 +185,6 @@ def _dropped_schema() -> pa.Schema:
 
     dropped = load_schema("dropped").arrow
     return pa.schema(list(dropped) + [f for f in filtered_schema().arrow if f.name not in dropped.names])
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_exports(run_dir: Path, cfg: ExportConfig, out: Path) -> dict[str, Any]:
@@ -410,7 +409,7 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
     summary = write_exports(run_dir, cfg, out)
     validate(out, run_dir, cfg, summary)
     files = sorted(p for p in out.rglob("*") if p.is_file())
-    hashes = [(p.relative_to(out).as_posix(), _sha256(p)) for p in files]
+    hashes = [(p.relative_to(out).as_posix(), _file_sha256(p)) for p in files]
     counts, drops = summary["counts"], summary["drops"]
     now = time.time()
     manifest = {

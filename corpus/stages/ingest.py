@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus.dedup import Deduper, content_key
-from corpus.images import ImageRejected, NormalisedImage, normalise_image, store_image
+from corpus.images import ImageRejected, NormalisedImage, image_entry, normalise_image, store_image
 from corpus.recipe import Recipe, SourceSpec
 from corpus.schema import load_schema
 from corpus.sources.base import Draft, Drop, Source, SourceError, adapter_class
@@ -153,13 +153,9 @@ class Ingest:
         for spec in dc.eval_sets:
             reader = SourceReader(self.recipe, spec)
             n = 0
+            skipped: Counter = Counter()
             for rec in reader.records():
-                if rec.fields is None:
-                    continue
-                drafts = reader.adapter.convert(rec.fields, rec.index)
-                if isinstance(drafts, Drop):
-                    continue
-                for d in drafts:
+                for d in self._convert(reader, rec, lambda reason, *_, c=skipped: c.update([reason])):
                     shas, phashes = [], []
                     for img in d.images:
                         try:
@@ -171,12 +167,15 @@ class Ingest:
                         phashes.append(norm.phash)
                     index.add(spec.name, d.prompt, d.response, shas, phashes)
                     n += 1
-            log.info("eval set %s: %d rows indexed", spec.name, n)
+            log.info("eval set %s: %d rows indexed, records skipped: %s", spec.name, n, dict(skipped))
         return index
 
     # -- one draft -------------------------------------------------------------------------------
     def check_text(self, d: Draft) -> tuple[str | None, str | None] | Drop:
         """The draft's prompt and response after line-ending normalisation, or a Drop."""
+        for name, value in (("prompt", d.prompt), ("response", d.response)):
+            if value is not None and not isinstance(value, str):
+                return Drop(f"invalid_field:{name}", f"{name} is a {type(value).__name__}, not text")
         prompt = d.prompt.replace("\r\n", "\n") if d.prompt is not None else None
         response = d.response.replace("\r\n", "\n") if d.response is not None else None
         for name, text in (("prompt", prompt), ("response", response)):
@@ -191,7 +190,7 @@ class Ingest:
     def build_row(self, reader: SourceReader, d: Draft, prompt: str | None, response: str | None,
                   images: list[NormalisedImage]) -> dict:
         spec = reader.spec
-        stored = [store_image(norm, self.run_dir) for norm in images]
+        stored = [image_entry(norm) for norm in images]
         shas = [i["sha256"] for i in stored]
         modality = "text_image" if prompt and stored else ("image" if stored else "text")
         return {
@@ -213,7 +212,6 @@ class Ingest:
             "categories": self.taxonomy.map(reader.taxonomy_section, d.raw_categories),
             "raw_categories": list(d.raw_categories),
             "meta": json.dumps(_jsonable(d.meta), ensure_ascii=False, sort_keys=True),
-            "_phashes": [norm.phash for norm in images],
         }
 
     def normalise_all(self, blobs: list[bytes]) -> list[NormalisedImage | ImageRejected]:
@@ -233,17 +231,23 @@ class Ingest:
             self._pool.shutdown()
             self._pool = None
 
-    def decide(self, row: dict) -> tuple[str, str | None, str]:
-        """Where a converted row goes: ("kept"|"heldout"|"dropped", reason, detail)."""
+    def decide(self, row: dict, phashes: list[int]) -> tuple[str, str | None, str]:
+        """Where a converted row goes: ("kept"|"heldout"|"dropped", reason, detail).
+
+        Only kept and held-out rows enter the dedup seen-set: that is exactly what :meth:`replay_unit`
+        rebuilds from the written parts, so a resumed run decides every later row the same way.
+        """
         shas = [i["sha256"] for i in row["images"]]
         key = content_key(row["prompt"], row["response"], shas)
-        if self.cfg.dedup and self.deduper.seen(key):
+        if self.cfg.dedup and key in self.deduper:
             return "dropped", "duplicate", "same normalised text and images as an earlier row"
         if self.decontam is not None:
-            hit = self.decontam.match(row["prompt"], row["response"], shas, row["_phashes"])
+            hit = self.decontam.match(row["prompt"], row["response"], shas, phashes)
             if hit is not None:
                 bench, how = hit
                 return "dropped", f"leak:{bench}", f"matches eval set {bench} ({how})"
+        if self.cfg.dedup:
+            self.deduper.seen(key)
         ho = self.cfg.heldout
         if ho is not None and ho.fraction > 0 and row["modality"] in ho.modalities:
             if unit_fraction(self.recipe.seed, "heldout", *sorted(shas) or [row["id"]]) < ho.fraction:
@@ -309,13 +313,15 @@ class Ingest:
                     refs = [img.ref or "inline image" for img in d.images]
                     drop(bad.reason, f"{', '.join(refs)}: {bad.detail}", _draft_view(d), d.source_id)
                     continue
-                row = self.build_row(reader, d, prompt, response, [normalised[i] for i in slots])
-                where, reason, detail = self.decide(row)
-                row.pop("_phashes")
+                images = [normalised[i] for i in slots]
+                row = self.build_row(reader, d, prompt, response, images)
+                where, reason, detail = self.decide(row, [norm.phash for norm in images])
                 if where == "dropped":
                     drop(reason, detail, row, row["source_id"], row["id"])
-                else:
-                    (out.kept if where == "kept" else out.heldout).append(row)
+                    continue
+                for norm in images:  # only rows that are kept or held out put their images in the run
+                    store_image(norm, self.run_dir)
+                (out.kept if where == "kept" else out.heldout).append(row)
         counts["kept"] = len(out.kept)
         counts["heldout"] = len(out.heldout)
         return out, counts
@@ -392,6 +398,7 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
         "decontamination": {"index_seconds": round(t_index, 3), "eval_sets": index.index_stats()},
         "images_dir": "images",
         "heldout_output": heldout_name,
+        "unmapped_raw_categories_this_attempt": ing.taxonomy.unmapped(),
     })
 
 

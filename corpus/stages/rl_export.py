@@ -27,7 +27,6 @@ left out of every format and listed in the manifest.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
@@ -41,7 +40,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from corpus.store import MANIFEST, StageDir, stable_hash, write_json_atomic
+from corpus.guard_format import (
+    HARM_LABELS,
+    count_image_tokens,
+    guard_messages,
+    guard_messages_blocks,
+    guard_system_prompt,
+    parse_answers,
+    reserved_tokens_in,
+    result_block,
+)
+from corpus.store import MANIFEST, StageDir, _file_sha256, stable_hash, write_json_atomic
 
 if TYPE_CHECKING:
     from corpus.recipe import Recipe
@@ -56,8 +65,8 @@ UPSTREAM = "concat"
 Format = Literal["trl", "easyr1", "verl", "swift"]
 FILES: dict[str, str] = {"trl": "trl/train.parquet", "easyr1": "easyr1/train.parquet",
                          "verl": "verl/train.parquet", "swift": "swift/train.jsonl"}
-REQUEST_LABELS = ("harmful", "unharmful")
-RESPONSE_LABELS = ("harmful", "unharmful", None)
+REQUEST_LABELS = HARM_LABELS
+RESPONSE_LABELS = (*HARM_LABELS, None)
 
 
 class RlExportConfig(BaseModel):
@@ -79,14 +88,10 @@ class ExportInvalid(ValueError):
 
 def answer_text(request_label: str, response_label: str | None) -> str:
     """The ground-truth answer string: the guard ``<result>`` block (what a reward compares against)."""
-    from corpus.guard_format import sft_target
-
-    return sft_target("", request_label, response_label).split("</think>\n", 1)[1]
+    return result_block(request_label, response_label)
 
 
 def _row_views(row: dict, run_dir: Path, data_source: str) -> dict[str, dict]:
-    from corpus.guard_format import guard_messages, guard_messages_blocks
-
     n = len(row["images"])
     paths = [str((run_dir / img["path"]).resolve()) for img in row["images"]]
     system, user = guard_messages(row["prompt"], row["response"], n)
@@ -135,10 +140,6 @@ ARROW = {
 }
 
 
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _tmp(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -174,8 +175,6 @@ def load_format(fmt: str, path: Path) -> list[dict]:
 
 
 def _placeholders_and_images(fmt: str, row: dict) -> tuple[int, list[str]]:
-    from corpus.guard_format import count_image_tokens
-
     if fmt == "trl":
         n = sum(1 for m in row["prompt"] for b in m["content"] if b["type"] == "image")
         n += sum(count_image_tokens(b["text"] or "") for m in row["prompt"] for b in m["content"])
@@ -191,8 +190,6 @@ def _labels_and_answer(fmt: str, row: dict) -> tuple[str | None, str | None, str
     if fmt == "trl":
         return row["request_label"], row["response_label"], row["answer"], True
     if fmt == "easyr1":
-        from corpus.guard_format import parse_answers
-
         a = parse_answers(row["answer"])
         return a.request, a.response, row["answer"], False
     if fmt == "verl":
@@ -203,8 +200,6 @@ def _labels_and_answer(fmt: str, row: dict) -> tuple[str | None, str | None, str
 
 def validate_rows(fmt: str, rows: list[dict], extra_text: str = "") -> list[str]:
     """Problems of an export's rows (empty when valid): placeholders vs images, files, labels, answers."""
-    from corpus.guard_format import count_image_tokens, parse_answers
-
     problems = []
     if count_image_tokens(extra_text):
         problems.append(f"{fmt}: the prompt template holds {count_image_tokens(extra_text)} <image> placeholders")
@@ -260,8 +255,6 @@ def reward_files() -> dict[str, str]:
 
 def easyr1_format_prompt() -> str:
     """EasyR1 ``format_prompt`` template: the guard instruction, then the row's text (raw, never re-expanded)."""
-    from corpus.guard_format import guard_system_prompt
-
     return "{% raw %}" + guard_system_prompt().rstrip("\n") + "{% endraw %}\n\n{{ content }}\n"
 
 
@@ -296,9 +289,6 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     started = time.time()
-
-    from corpus.guard_format import reserved_tokens_in
-
     table = up.read()
     rows = table.to_pylist() if table is not None else []
     left_out: dict[str, list[str]] = {}

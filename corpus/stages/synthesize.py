@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from corpus.guard_format import guard_user_text
 from corpus.llm.cache import ResponseCache
-from corpus.llm.config import SynthesizeConfig
+from corpus.llm.config import SynthesizeConfig, default_cache_dir
 from corpus.llm.pricing import cost_usd
 from corpus.llm.progress import Progress
 from corpus.llm.request import ChatRequest, Outcome, image_part
@@ -93,7 +93,7 @@ def output_config(cfg: SynthesizeConfig) -> dict:
 
 
 def open_cache(recipe, cfg: SynthesizeConfig) -> ResponseCache:
-    cache_dir = recipe.resolve(cfg.cache_dir) if cfg.cache_dir else cfg.resolved_cache_dir()
+    cache_dir = recipe.resolve(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     return ResponseCache(cache_dir, [recipe.resolve(p) for p in cfg.replay_caches])
 
 

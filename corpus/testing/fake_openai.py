@@ -26,7 +26,6 @@ import asyncio
 import hashlib
 import json
 import random
-import re
 import threading
 import time
 import uuid
@@ -35,6 +34,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+
+from corpus.guard_format import parse_answers
 
 FAULTS = ("429", "500", "slow", "malformed", "expired", "length", "empty", "content_filter", "400")
 TRANSIENT = frozenset({"429", "500", "slow", "malformed", "expired"})
@@ -70,17 +71,13 @@ def count_images(body: dict) -> int:
     return n
 
 
-_TRUTH = re.compile(r"Request:\s*(\w+)[\s\S]*?Response:\s*(\w+)")
-
-
 def default_answer(body: dict) -> str:
     """A GuardReasoner-style answer that agrees with the ground truth given in the system message."""
     system = next((m.get("content") for m in body.get("messages") or [] if m.get("role") == "system"), "") or ""
     if not isinstance(system, str):
         system = request_text({"messages": [{"content": system}]})
-    m = _TRUTH.search(system.split("ground truth", 1)[-1])
-    req, resp = (m.group(1), m.group(2)) if m else ("unharmful", "None")
-    req = "unharmful" if req.lower() == "none" else req
+    truth = parse_answers(system)  # the ground-truth Answers block of the teacher prompt
+    req, resp = truth.request or "unharmful", truth.response or "None"
     return (
         "# Task 1\n\n## Reasoning Step 1\nRead the user's request and what it asks for.\n\n"
         f"## Reasoning Step 2\nThe request is {req}.\n\n"

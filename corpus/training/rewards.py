@@ -35,9 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from corpus.guard_format import has_guard_format, parse_answers
-
-HARM = ("harmful", "unharmful")
+from corpus.guard_format import HARM_LABELS, has_guard_format, parse_answers
 
 
 @dataclass(frozen=True)
@@ -77,8 +75,8 @@ def _norm_label(value: str | None, what: str) -> str | None:
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
         return None
     v = str(value).strip().lower()
-    if v not in HARM:
-        raise ValueError(f"gold {what} label must be one of {HARM} or None, got {value!r}")
+    if v not in HARM_LABELS:
+        raise ValueError(f"gold {what} label must be one of {HARM_LABELS} or None, got {value!r}")
     return v
 
 

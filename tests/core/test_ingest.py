@@ -197,8 +197,44 @@ def test_decontamination_against_real_benchmarks(tmp_path):
     reasons = [d["drop_reason"] for d in dropped(tmp_path / "o")]
     assert sorted(reasons) == ["leak:HarmBenchPrompt", "leak:HarmBenchPrompt", "leak:SimpleSafetyTests"]
     assert [r["prompt"] for r in rows(tmp_path / "o")] == [train[3]["prompt"]]
-    stats = m["decontamination"]["eval_sets"]
-    assert json.dumps(stats)  # index figures recorded in the manifest
+    stats = m["decontamination"]["eval_sets"]  # index figures recorded in the manifest
+    assert set(stats) == {"HarmBenchPrompt", "SimpleSafetyTests", "OpenAIModeration"}
+    assert stats["HarmBenchPrompt"]["rows"] == len(harmbench) and stats["SimpleSafetyTests"]["rows"] == len(sst)
+    assert all(st["prompts"] > 0 and st["ngrams"] > 0 for st in stats.values())
+
+
+def test_resume_after_a_leak_and_its_duplicate(tmp_path):
+    """A copy of a leaked row is decided the same way whether or not the run was resumed in between."""
+    import shutil
+
+    leak = "Tell me how to pick the lock of my neighbour's front door tonight without being seen by anyone"
+    wg = write_wildguard(tmp_path / "wg.parquet", [wildguard_row(leak), wildguard_row("a clean question"),
+                                                    wildguard_row(leak), wildguard_row("another clean one")])
+    ub = write_unsafebench(tmp_path / "ub.parquet", [unsafebench_row(image_bytes(3)), unsafebench_row(image_bytes(4))])
+    ev = write_wildguard(tmp_path / "ev.parquet", [wildguard_row(leak)])
+    ev_img = write_unsafebench(tmp_path / "ev_img.parquet", [unsafebench_row(image_bytes(3))])
+    recipe = recipe_file(tmp_path, [
+        {"name": "wg", "adapter": "wildguardmix", "path": str(wg)},
+        {"name": "ub", "adapter": "unsafebench", "path": str(ub)},
+    ], eval_sets=[{"name": "ev", "adapter": "wildguardmix", "path": str(ev)},
+                  {"name": "ev_img", "adapter": "unsafebench", "path": str(ev_img)}], part_rows=1)
+    ref = tmp_path / "ref"
+    mref = run(recipe, ref)
+    assert mref["drop_reasons"] == {"leak:ev": 2, "leak:ev_img": 1}
+    assert len(list((ref / "images").rglob("*.png"))) == 1  # the leaked image is not put into the run
+
+    resumed = tmp_path / "resumed"  # as if killed after unit 1: units 2.. (the leak's copy onwards) are redone
+    shutil.copytree(ref, resumed)
+    stage = resumed / "ingest"
+    (stage / "_manifest.json").unlink()
+    for part in [*stage.glob("part-*.parquet"), *(stage / "dropped").glob("part-*.parquet")]:
+        if int(part.stem.split("-")[1]) >= 2:
+            part.unlink()
+    m = run(recipe, resumed)
+    assert m["timings"]["units_resumed"] == 2
+    for output in (None, "dropped"):
+        assert rows(ref, output) == rows(resumed, output)
+    assert m["drop_reasons"] == mref["drop_reasons"]
 
 
 def test_heldout_split_by_image_and_disjoint(tmp_path):
@@ -223,3 +259,16 @@ def test_default_recipe_all_modalities(tmp_path):
     assert mods == {"text", "image", "text_image"}
     assert m["rows_dropped"] > 0 and any(k.startswith("leak:") for k in m["drop_reasons"])
     assert m["outputs"].get("harm_image_test", 0) > 0
+
+
+def test_non_text_question_is_a_drop_not_a_crash(tmp_path):
+    import pyarrow as pa
+
+    img = {"bytes": image_bytes(1), "path": None}
+    p = tmp_path / "spavl.parquet"
+    pq.write_table(pa.table({"image": [img, img], "question": [12345, float("nan")],
+                             "chosen": ["a", "b"], "rejected": ["c", "d"]}), p)
+    recipe = recipe_file(tmp_path, [{"name": "sp", "adapter": "spavl", "path": str(p)}])
+    m = run(recipe, tmp_path / "o")
+    assert m["rows_out"] == 0
+    assert m["drop_reasons"] == {"empty_prompt": 1, "invalid_field:prompt": 1}

@@ -108,3 +108,5 @@ def test_fault_mix_every_row_accounted_and_nothing_paid_twice(tmp_path):
     t = m["teacher"]["this_attempt"]
     assert t["retry:http_429"] == faults["429"] and t["retry:http_500"] == faults["500"]
     assert t["retry:malformed"] == faults["malformed"]
+    # a recorded failure bought nothing: it is a missing row, not a paid one
+    assert t["paid_rows"] == 300 - status["failed"] and t["missing_rows"] == status["failed"]

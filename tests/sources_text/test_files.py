@@ -79,3 +79,18 @@ def test_root_must_exist_and_be_folder_or_zip(tmp_path):
 
 def test_clean_relpath():
     assert clean_relpath("./a/./b.png") == "a/b.png"
+
+
+def test_damaged_zip_member_is_a_drop_not_a_crash(tmp_path):
+    z = tmp_path / "imgs.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("ok.png", b"fine")
+        zf.writestr("bad.png", b"x" * 64)
+    data = bytearray(z.read_bytes())
+    data[data.find(b"x" * 64)] = ord("y")  # the member's CRC no longer matches
+    z.write_bytes(bytes(data))
+    with ImageRoot(z) as root:
+        assert root.read("ok.png") == b"fine"
+        with pytest.raises(ImageRejected) as err:
+            root.read("bad.png")
+    assert err.value.reason == "image:corrupt" and "bad.png" in err.value.detail
