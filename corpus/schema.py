@@ -97,6 +97,11 @@ class Schema:
         cols = self.columns + tuple(c for c in other.columns if c.name not in mine)
         return Schema(other.name, other.version, cols, other.extra_allowed)
 
+    def dropped_arrow(self, *extra: pa.Field) -> pa.Schema:
+        """Arrow schema of this stage's dropped rows: the drop columns, then this schema's row, then ``extra``."""
+        drop = load_schema("dropped").arrow
+        return pa.schema(list(drop) + [f for f in self.arrow if f.name not in drop.names] + list(extra))
+
     def empty(self) -> pa.Table:
         return self.arrow.empty_table()
 

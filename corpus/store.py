@@ -59,7 +59,8 @@ def part_name(unit: int) -> str:
     return f"part-{unit:05d}.parquet"
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -197,9 +198,9 @@ class StageWriter(StageDir):
             d.name for d in self.path.iterdir() if d.is_dir() and not d.name.startswith("_") and d.name != "dropped"
         )
         progress = json.loads((self.path / PROGRESS).read_text(encoding="utf-8"))
-        files = [(p.relative_to(self.path).as_posix(), _file_sha256(p)) for p in self.parts()]
+        files = [(p.relative_to(self.path).as_posix(), file_sha256(p)) for p in self.parts()]
         for name in outputs:
-            files += [(p.relative_to(self.path).as_posix(), _file_sha256(p)) for p in self.parts(name)]
+            files += [(p.relative_to(self.path).as_posix(), file_sha256(p)) for p in self.parts(name)]
         now = time.time()
         manifest = {
             "stage": self.stage,

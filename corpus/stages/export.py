@@ -47,7 +47,7 @@ from corpus.schema import load_schema
 from corpus.store import (
     MANIFEST,
     StageDir,
-    _file_sha256,
+    file_sha256,
     part_name,
     stable_hash,
     write_json_atomic,
@@ -183,8 +183,7 @@ def _dropped_schema() -> pa.Schema:
     """Drop columns, then the full filtered row."""
     from corpus.stages.filter import filtered_schema
 
-    dropped = load_schema("dropped").arrow
-    return pa.schema(list(dropped) + [f for f in filtered_schema().arrow if f.name not in dropped.names])
+    return filtered_schema().dropped_arrow()
 
 
 def write_exports(run_dir: Path, cfg: ExportConfig, out: Path) -> dict[str, Any]:
@@ -409,7 +408,7 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
     summary = write_exports(run_dir, cfg, out)
     validate(out, run_dir, cfg, summary)
     files = sorted(p for p in out.rglob("*") if p.is_file())
-    hashes = [(p.relative_to(out).as_posix(), _file_sha256(p)) for p in files]
+    hashes = [(p.relative_to(out).as_posix(), file_sha256(p)) for p in files]
     counts, drops = summary["counts"], summary["drops"]
     now = time.time()
     manifest = {

@@ -68,11 +68,8 @@ def filtered_schema() -> Schema:
 
 def dropped_table_schema() -> pa.Schema:
     """Arrow schema of a dropped row: drop columns, then the full synthesized row and the teacher's labels."""
-    dropped = load_schema("dropped").arrow
-    synth = load_schema("sample").extend(load_schema("synthesized")).arrow
-    fields = list(dropped) + [f for f in synth if f.name not in dropped.names]
-    fields += [pa.field("teacher_request", pa.string()), pa.field("teacher_response", pa.string())]
-    return pa.schema(fields)
+    return load_schema("sample").extend(load_schema("synthesized")).dropped_arrow(
+        pa.field("teacher_request", pa.string()), pa.field("teacher_response", pa.string()))
 
 
 class Drop(Exception):

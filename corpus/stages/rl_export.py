@@ -50,7 +50,7 @@ from corpus.guard_format import (
     reserved_tokens_in,
     result_block,
 )
-from corpus.store import MANIFEST, StageDir, _file_sha256, stable_hash, write_json_atomic
+from corpus.store import MANIFEST, StageDir, file_sha256, stable_hash, write_json_atomic
 
 if TYPE_CHECKING:
     from corpus.recipe import Recipe
@@ -262,7 +262,7 @@ def easyr1_format_prompt() -> str:
 
 
 def _files_ok(out: Path, manifest: dict) -> bool:
-    return all((out / rel).is_file() and _file_sha256(out / rel) == sha for rel, sha in manifest.get("files", []))
+    return all((out / rel).is_file() and file_sha256(out / rel) == sha for rel, sha in manifest.get("files", []))
 
 
 def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
@@ -314,8 +314,8 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
         template = extras.get("easyr1/format_prompt.jinja", "") if f == "easyr1" else ""
         formats[f] = {"path": FILES[f], "rows": validate_export(f, path, template)}
 
-    files = sorted([(FILES[f], _file_sha256(out / FILES[f])) for f in cfg.formats]
-                   + [(rel, _file_sha256(out / rel)) for rel in extras])
+    files = sorted([(FILES[f], file_sha256(out / FILES[f])) for f in cfg.formats]
+                   + [(rel, file_sha256(out / rel)) for rel in extras])
     now = time.time()
     manifest = {
         "stage": STAGE,

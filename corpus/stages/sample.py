@@ -297,9 +297,7 @@ def sample_unit(rows: list[dict], run_dir: Path, backend: Backend, params: Sampl
 def _dropped_table(rows: list[dict], candidate: Schema) -> pa.Table | None:
     if not rows:
         return None
-    drop = load_schema("dropped").arrow
-    fields = list(drop) + [f for f in candidate.arrow if f.name not in drop.names]
-    return pa.Table.from_pylist(rows, schema=pa.schema(fields))
+    return pa.Table.from_pylist(rows, schema=candidate.dropped_arrow())
 
 
 # ---------------------------------------------------------------- the rule pass

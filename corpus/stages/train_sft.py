@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from corpus.store import MANIFEST, StageDir, _file_sha256, stable_hash, write_json_atomic
+from corpus.store import MANIFEST, StageDir, file_sha256, stable_hash, write_json_atomic
 
 if TYPE_CHECKING:
     from corpus.recipe import Recipe
@@ -38,7 +38,7 @@ def model_dir(run_dir: Path | str) -> Path:
 
 def folder_fingerprint(path: Path) -> str:
     """sha256 over the files of a model folder (names and contents)."""
-    return stable_hash([(p.relative_to(path).as_posix(), _file_sha256(p))
+    return stable_hash([(p.relative_to(path).as_posix(), file_sha256(p))
                         for p in sorted(path.rglob("*")) if p.is_file()])
 
 

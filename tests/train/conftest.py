@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from corpus.store import MANIFEST, _file_sha256, stable_hash, write_json_atomic
+from corpus.store import MANIFEST, file_sha256, stable_hash, write_json_atomic
 
 #: (prompt, response, request label, response label, has image)
 ROWS = [
@@ -49,7 +49,7 @@ def _image(run_dir: Path, i: int) -> dict:
 def _manifest(stage_dir: Path, files: list[Path]) -> None:
     write_json_atomic(stage_dir / MANIFEST, {
         "stage": stage_dir.name,
-        "output_fingerprint": stable_hash([(p.name, _file_sha256(p)) for p in files]),
+        "output_fingerprint": stable_hash([(p.name, file_sha256(p)) for p in files]),
     })
 
 
