@@ -16,7 +16,7 @@ from typing import Any
 from corpus.training.clipping import DynamicClipCallback
 from corpus.training.config import TrainRLConfig
 from corpus.training.rewards import RewardSettings, trl_reward_func
-from corpus.training.sft import _has_accelerator, load_model, load_processor, save_checkpoint
+from corpus.training.sft import common_trainer_args, load_model, load_processor, save_checkpoint
 
 REQUIRED = ("prompt", "images", "request_label", "response_label")
 
@@ -47,15 +47,7 @@ def grpo_args(cfg: TrainRLConfig, out_dir: Path, seed: int):
 
     v = cfg.vllm
     return GRPOConfig(
-        output_dir=str(out_dir),
-        learning_rate=cfg.learning_rate,
-        weight_decay=cfg.weight_decay,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=cfg.warmup_ratio,
-        num_train_epochs=cfg.num_train_epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        **common_trainer_args(cfg, out_dir, seed),
         steps_per_generation=cfg.steps_per_generation,
         num_iterations=cfg.num_iterations,
         num_generations=cfg.num_generations,
@@ -68,14 +60,6 @@ def grpo_args(cfg: TrainRLConfig, out_dir: Path, seed: int):
         loss_type=cfg.loss_type,
         scale_rewards=cfg.scale_rewards,
         use_liger_kernel=cfg.use_liger_kernel,
-        bf16=cfg.bf16,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        logging_steps=cfg.logging_steps,
-        save_strategy="steps" if cfg.save_steps else "no",
-        save_steps=cfg.save_steps or 500,
-        report_to=[],
-        seed=seed,
-        use_cpu=not _has_accelerator(),
         use_vllm=v.enabled,
         vllm_mode=v.mode,
         vllm_gpu_memory_utilization=v.gpu_memory_utilization,

@@ -80,6 +80,20 @@ def sft_args(cfg: TrainSFTConfig, out_dir: Path, seed: int):
     from trl import SFTConfig
 
     return SFTConfig(
+        **common_trainer_args(cfg, out_dir, seed),
+        max_length=cfg.max_length,
+        completion_only_loss=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )
+
+
+def common_trainer_args(cfg: Any, out_dir: Path, seed: int) -> dict[str, Any]:
+    """The TrainingArguments both reference trainers (SFT and GRPO) take from their recipe section.
+
+    ``warmup_ratio`` goes to ``warmup_steps``: transformers 5 reads a float below 1 there as a ratio.
+    """
+    return dict(
         output_dir=str(out_dir),
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler_type,
@@ -89,8 +103,6 @@ def sft_args(cfg: TrainSFTConfig, out_dir: Path, seed: int):
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        max_length=cfg.max_length,
-        completion_only_loss=True,
         bf16=cfg.bf16,
         gradient_checkpointing=cfg.gradient_checkpointing,
         logging_steps=cfg.logging_steps,
@@ -98,9 +110,7 @@ def sft_args(cfg: TrainSFTConfig, out_dir: Path, seed: int):
         save_steps=cfg.save_steps or 500,
         report_to=[],
         seed=seed,
-        dataloader_num_workers=0,
         use_cpu=not _has_accelerator(),
-        remove_unused_columns=False,
     )
 
 
