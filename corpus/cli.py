@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from corpus.engine import EngineError, EngineSpec, use_engine
 from corpus.recipe import RecipeError, load_recipe
 from corpus.schema import SchemaError
 from corpus.sources.base import SourceError
@@ -39,18 +40,45 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
-def _run_stages(stages: list[str], recipe_path: Path | None, out: Path, force: bool, verbose: bool) -> None:
+ENGINE_HELP = "Where the stages' units run: `local` (a process pool on this machine) or `ray` (Ray Data)."
+WORKERS_HELP = "Worker processes for CPU-bound units (default: one per core; on Ray: CPUs of a local cluster)."
+RAY_HELP = "Address of a running Ray cluster (e.g. ray://head:10001 or auto); default: start a local one."
+
+
+def _engine_spec(engine: str, workers: int | None, ray_address: str | None) -> EngineSpec:
+    try:
+        return EngineSpec(engine, workers, ray_address)  # type: ignore[arg-type]
+    except EngineError as exc:
+        _fail(exc)
+        raise  # unreachable
+
+
+def _run_stages(stages: list[str], recipe_path: Path | None, out: Path, force: bool, verbose: bool,
+                spec: EngineSpec | None = None) -> None:
     _setup_logging(verbose)
     try:
         recipe = load_recipe(recipe_path)
         out.mkdir(parents=True, exist_ok=True)
-        for stage in stages:
-            typer.secho(f"[{stage}]", bold=True, err=True)
-            manifest = get_stage(stage).run(recipe, out, force=force)
-            typer.echo(f"{stage}: {manifest.get('rows_in', 0)} in, {manifest.get('rows_out', 0)} out, "
-                       f"{manifest.get('rows_dropped', 0)} dropped", err=True)
-    except USER_ERRORS as exc:
+        with use_engine(spec or EngineSpec()):
+            for stage in stages:
+                typer.secho(f"[{stage}]", bold=True, err=True)
+                manifest = get_stage(stage).run(recipe, out, force=force)
+                typer.echo(f"{stage}: {manifest.get('rows_in', 0)} in, {manifest.get('rows_out', 0)} out, "
+                           f"{manifest.get('rows_dropped', 0)} dropped", err=True)
+    except (*USER_ERRORS, EngineError) as exc:
         _fail(exc)
+
+
+def select_stages(stages: list[str], start: str | None, until: str | None, skip: list[str]) -> list[str]:
+    """The stages of a run: from ``start`` to ``until`` (inclusive), without those in ``skip``."""
+    for opt, name in (("--from", start), ("--until", until), *(("--skip", s) for s in skip)):
+        if name is not None and name not in stages:
+            raise ValueError(f"{opt} {name!r}: not one of {stages}")
+    first = stages.index(start) if start else 0
+    last = stages.index(until) if until else len(stages) - 1
+    if first > last:
+        raise ValueError(f"--from {start!r} comes after --until {until!r}")
+    return [s for s in stages[first:last + 1] if s not in skip]
 
 
 @app.command()
@@ -58,16 +86,20 @@ def run(
     recipe: Path | None = typer.Argument(None, help=RECIPE_HELP),
     out: Path = typer.Option(Path("runs/default"), "--out", "-o", help=OUT_HELP),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    start: str | None = typer.Option(None, "--from", help="Start at this stage (earlier ones must be done)."),
     until: str | None = typer.Option(None, "--until", help="Stop after this stage."),
+    skip: list[str] = typer.Option([], "--skip", help="Leave this stage out (repeatable), e.g. --skip train-rl."),
+    engine: str = typer.Option("local", "--engine", help=ENGINE_HELP),
+    workers: int | None = typer.Option(None, "--workers", help=WORKERS_HELP),
+    ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run every stage of a recipe in order, then print the statistics."""
-    stages = available_stages()
-    if until is not None:
-        if until not in stages:
-            _fail(ValueError(f"--until {until!r}: not one of {stages}"))
-        stages = stages[: stages.index(until) + 1]
-    _run_stages(stages, recipe, out, force, verbose)
+    try:
+        stages = select_stages(available_stages(), start, until, skip)
+    except ValueError as exc:
+        _fail(exc)
+    _run_stages(stages, recipe, out, force, verbose, _engine_spec(engine, workers, ray_address))
     stats(out, as_json=False)
 
 
@@ -76,9 +108,12 @@ def _stage_command(stage: str):
         recipe: Path | None = typer.Argument(None, help=RECIPE_HELP),
         out: Path = typer.Option(Path("runs/default"), "--out", "-o", help=OUT_HELP),
         force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+        engine: str = typer.Option("local", "--engine", help=ENGINE_HELP),
+        workers: int | None = typer.Option(None, "--workers", help=WORKERS_HELP),
+        ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_HELP),
         verbose: bool = typer.Option(False, "--verbose", "-v"),
     ) -> None:
-        _run_stages([stage], recipe, out, force, verbose)
+        _run_stages([stage], recipe, out, force, verbose, _engine_spec(engine, workers, ray_address))
 
     command.__doc__ = get_stage(stage).HELP
     return command

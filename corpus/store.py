@@ -24,6 +24,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,34 @@ class StageDir:
         return sum(pq.ParquetFile(p).metadata.num_rows for p in self.parts(output))
 
 
+@dataclass(frozen=True)
+class UnitSink:
+    """Writes the files of one unit into a stage directory; the kept part is renamed into place last."""
+
+    path: Path
+    stage: str
+    schema: Schema
+    dropped_schema: Schema
+
+    def write(
+        self,
+        unit: int,
+        kept: pa.Table,
+        dropped: pa.Table | None = None,
+        outputs: dict[str, pa.Table] | None = None,
+        counters: dict[str, int] | None = None,
+    ) -> None:
+        where = f"{self.stage}/{part_name(unit)}"
+        kept = self.schema.conform(kept, where)
+        if dropped is not None and dropped.num_rows:
+            write_parquet_atomic(self.dropped_schema.conform(dropped, where + " (dropped)"),
+                                 self.path / "dropped" / part_name(unit))
+        for name, table in (outputs or {}).items():
+            write_parquet_atomic(self.schema.conform(table, f"{where} ({name})"), self.path / name / part_name(unit))
+        write_json_atomic(self.path / "_units" / f"{unit:05d}.json", dict(counters or {}))
+        write_parquet_atomic(kept, self.path / part_name(unit))
+
+
 class StageWriter(StageDir):
     """Write one stage's checkpoint unit by unit; resume an interrupted run; finish with a manifest.
 
@@ -162,6 +191,10 @@ class StageWriter(StageDir):
     def done_units(self) -> set[int]:
         return {int(p.stem.split("-")[1]) for p in self.parts()}
 
+    def sink(self) -> UnitSink:
+        """A picklable writer of this stage's units (engine workers commit their own units with it)."""
+        return UnitSink(self.path, self.stage, self.schema, self.dropped_schema)
+
     def write_unit(
         self,
         unit: int,
@@ -171,15 +204,7 @@ class StageWriter(StageDir):
         counters: dict[str, int] | None = None,
     ) -> None:
         """Write one unit's files; the kept part is renamed into place last (the commit)."""
-        where = f"{self.stage}/{part_name(unit)}"
-        kept = self.schema.conform(kept, where)
-        if dropped is not None and dropped.num_rows:
-            write_parquet_atomic(self.dropped_schema.conform(dropped, where + " (dropped)"),
-                                 self.path / "dropped" / part_name(unit))
-        for name, table in (outputs or {}).items():
-            write_parquet_atomic(self.schema.conform(table, f"{where} ({name})"), self.path / name / part_name(unit))
-        write_json_atomic(self.path / "_units" / f"{unit:05d}.json", dict(counters or {}))
-        write_parquet_atomic(kept, self.path / part_name(unit))
+        self.sink().write(unit, kept, dropped, outputs, counters)
 
     def drop_counts(self) -> dict[str, int]:
         counts: Counter[str] = Counter()

@@ -11,13 +11,14 @@ the part size and an interrupted run resumes at the first unfinished part.
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
+from corpus.engine.units import UnitResult, part_tasks, run_units
 from corpus.guard_format import Answers, parse_answers, reserved_tokens_in, sft_target, split_answers
 from corpus.reasoning import extract_steps, numbered_steps_per_task
 from corpus.schema import Schema, load_schema
@@ -178,6 +179,12 @@ def filter_table(table: pa.Table, cfg: FilterConfig) -> tuple[pa.Table, pa.Table
     return kept_t, dropped_t, counters
 
 
+def transform(table: pa.Table, cfg: FilterConfig) -> UnitResult:
+    """The stage's transform: one synthesize part in, its kept and dropped rows out."""
+    kept, dropped, counters = filter_table(table, cfg)
+    return UnitResult(kept, dropped, counters=dict(counters))
+
+
 def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
     cfg: FilterConfig = recipe.filter
     upstream = StageDir(run_dir, UPSTREAM)
@@ -186,12 +193,8 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
                          input_fingerprint=upstream.fingerprint(), force=force)
     if writer.skipped:
         return writer.manifest()
-    done = writer.done_units()
-    for unit, part in enumerate(upstream.parts()):
-        if unit in done:
-            continue
-        kept, dropped, counters = filter_table(pq.read_table(part), cfg)
-        writer.write_unit(unit, kept, dropped, counters=dict(counters))
+    tasks = part_tasks(upstream.parts(), writer.done_units())
+    run_units(writer, partial(transform, cfg=cfg), tasks, work="cpu", desc=STAGE, total_rows=upstream.num_rows())
     return writer.finish()
 
 

@@ -10,6 +10,9 @@ import sys
 from corpus.stages import STAGE_ORDER
 from corpus.store import StageDir
 
+#: stages whose units run on the engine (a process pool or Ray Data tasks)
+ENGINE_STAGES = ["filter"]
+
 
 def test_corpus_run_default_every_stage(tmp_path):
     out = tmp_path / "run"
@@ -35,3 +38,24 @@ def test_corpus_run_default_every_stage(tmp_path):
                           text=True, env=env, timeout=900)
     assert res2.returncode == 0, res2.stderr[-3000:]
     assert {s: StageDir(out, s).fingerprint() for s in STAGE_ORDER} == before
+    # the same run resumed on the other engine: the units of every stage that runs on the engine are redone on
+    # a local Ray cluster and give byte-identical parts, so no later stage has anything to redo
+    import shutil
+
+    for stage in ENGINE_STAGES:
+        (out / stage / "_manifest.json").unlink()
+        for part in StageDir(out, stage).parts()[::2]:
+            part.unlink()
+    kept_before = {s: sorted(p.name for p in StageDir(out, s).parts()) for s in ENGINE_STAGES}
+    assert all(kept_before.values())
+    shutil.rmtree(out / "train-rl")
+    res3 = subprocess.run([sys.executable, "-m", "corpus.cli", "run", "--out", str(out), "--engine", "ray",
+                           "--workers", "2", "--skip", "train-rl"], capture_output=True, text=True, env=env,
+                          timeout=900)
+    assert res3.returncode == 0, res3.stderr[-3000:]
+    assert "ray engine: local cluster" in res3.stderr
+    for stage in ENGINE_STAGES:
+        assert StageDir(out, stage).manifest()["timings"]["units_resumed"] == len(kept_before[stage])
+    after = {s: StageDir(out, s).fingerprint() for s in STAGE_ORDER if s != "train-rl"}
+    assert after == {s: f for s, f in before.items() if s != "train-rl"}
+    assert not StageDir(out, "train-rl").complete
