@@ -43,6 +43,9 @@ class EngineSpec:
     name: EngineName = "local"
     workers: int | None = None
     ray_address: str | None = None
+    #: local engine: below this many rows a stage runs its units in-process (starting worker processes costs
+    #: about 2-3 s, the work of ~8K rows of filter on one core); Ray always runs units as tasks
+    min_parallel_rows: int = 8000
 
     def __post_init__(self) -> None:
         if self.name not in ENGINES:
@@ -60,7 +63,9 @@ class Engine:
 
     spec: EngineSpec
 
-    def map(self, fn: Callable[[Any], Any], tasks: Sequence[Any], work: Work = "cpu") -> Iterator[tuple[int, Any]]:
+    def map(self, fn: Callable[[Any], Any], tasks: Sequence[Any], work: Work = "cpu",
+            rows: int | None = None) -> Iterator[tuple[int, Any]]:
+        """Run ``fn`` on every task; ``rows`` (the rows the tasks hold, when known) lets small work stay serial."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -83,11 +88,16 @@ class LocalEngine(Engine):
         if self._pool is None:
             # forkserver: workers start from a clean interpreter, never a copy of a driver holding locks or a model
             method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-            self._pool = ProcessPoolExecutor(self.spec.cpu_workers, mp_context=mp.get_context(method))
+            ctx = mp.get_context(method)
+            if method == "forkserver":  # import the heavy modules once in the server, not in every worker
+                ctx.set_forkserver_preload(["pyarrow", "pyarrow.parquet", "corpus.engine.units"])
+            self._pool = ProcessPoolExecutor(self.spec.cpu_workers, mp_context=ctx)
         return self._pool
 
-    def map(self, fn: Callable[[Any], Any], tasks: Sequence[Any], work: Work = "cpu") -> Iterator[tuple[int, Any]]:
-        if work == "serial" or self.spec.cpu_workers == 1 or len(tasks) <= 1:
+    def map(self, fn: Callable[[Any], Any], tasks: Sequence[Any], work: Work = "cpu",
+            rows: int | None = None) -> Iterator[tuple[int, Any]]:
+        small = rows is not None and rows < self.spec.min_parallel_rows
+        if work == "serial" or self.spec.cpu_workers == 1 or len(tasks) <= 1 or small:
             yield from self._serial(fn, tasks)
             return
         pool = self._get_pool()
@@ -160,7 +170,8 @@ class RayEngine(Engine):
         self._ready = True
         log.info("ray engine: %s, %s CPUs", spec.ray_address or "local cluster", ray.cluster_resources().get("CPU"))
 
-    def map(self, fn: Callable[[Any], Any], tasks: Sequence[Any], work: Work = "cpu") -> Iterator[tuple[int, Any]]:
+    def map(self, fn: Callable[[Any], Any], tasks: Sequence[Any], work: Work = "cpu",
+            rows: int | None = None) -> Iterator[tuple[int, Any]]:
         if work == "serial" or not tasks:
             yield from self._serial(fn, tasks)
             return

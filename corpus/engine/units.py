@@ -76,7 +76,7 @@ def run_units(writer: StageWriter, transform: Transform, tasks: Sequence[UnitTas
     totals: Counter[str] = Counter()
     try:
         with current_engine() as engine:
-            for _, counts in engine.map(fn, list(tasks), work=work):
+            for _, counts in engine.map(fn, list(tasks), work=work, rows=todo):
                 totals.update({"kept": counts["kept"], "dropped": counts["dropped"]})
                 progress.update(counts["rows"])
     finally:

@@ -25,7 +25,7 @@ def _boom(task: int) -> int:
 
 
 def test_cpu_units_run_in_worker_processes_and_every_unit_once():
-    engine = LocalEngine(EngineSpec("local", workers=2))
+    engine = LocalEngine(EngineSpec("local", workers=2, min_parallel_rows=0))
     try:
         out = list(engine.map(_pid_of, list(range(12)), work="cpu"))
     finally:
@@ -37,18 +37,24 @@ def test_cpu_units_run_in_worker_processes_and_every_unit_once():
 
 
 def test_serial_units_stay_in_this_process():
-    engine = LocalEngine(EngineSpec("local", workers=2))
+    engine = LocalEngine(EngineSpec("local", workers=2, min_parallel_rows=0))
     out = list(engine.map(_pid_of, [0, 1, 2], work="serial"))
     assert [i for i, _ in out] == [0, 1, 2] and {r[1] for _, r in out} == {os.getpid()}
 
 
 def test_a_failing_unit_raises_in_the_driver():
-    engine = LocalEngine(EngineSpec("local", workers=2))
+    engine = LocalEngine(EngineSpec("local", workers=2, min_parallel_rows=0))
     try:
         with pytest.raises(ValueError, match="unit 3 is broken"):
             list(engine.map(_boom, list(range(8)), work="cpu"))
     finally:
         engine.close()
+
+
+def test_small_work_stays_in_process():
+    engine = LocalEngine(EngineSpec("local", workers=2))  # default threshold: 8000 rows
+    out = list(engine.map(_pid_of, [0, 1, 2], work="cpu", rows=300))
+    assert {r[1] for _, r in out} == {os.getpid()}
 
 
 def test_spec_rejects_unknown_engine_and_bad_workers():
@@ -96,7 +102,7 @@ def test_run_units_commits_every_unit_and_resumes(tmp_path, workers):
     parts = _upstream(tmp_path)
     run = tmp_path / f"run{workers}"
     writer = _toy_writer(run)
-    with use_engine(EngineSpec("local", workers=workers)):
+    with use_engine(EngineSpec("local", workers=workers, min_parallel_rows=0)):
         totals = run_units(writer, _double_even, part_tasks(parts, writer.done_units()), work="cpu")
     manifest = writer.finish()
     assert manifest["rows_in"] == 42 and manifest["rows_out"] == totals["kept"] == 21
@@ -110,6 +116,6 @@ def test_run_units_commits_every_unit_and_resumes(tmp_path, workers):
     again = _toy_writer(run)
     tasks = part_tasks(parts, again.done_units())
     assert [t.unit for t in tasks] == [1, 4]
-    with use_engine(EngineSpec("local", workers=workers)):
+    with use_engine(EngineSpec("local", workers=workers, min_parallel_rows=0)):
         run_units(again, _double_even, tasks, work="cpu")
     assert again.finish()["output_fingerprint"] == fingerprint
