@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from functools import partial
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from corpus.engine.base import Work, current_engine
@@ -29,6 +31,10 @@ class UnitTask:
     inputs: tuple[str, ...]
     columns: tuple[str, ...] | None = None
     rows: int = 0
+    #: read only the rows with these ids (a unit assembled from rows of many parts)
+    ids: tuple[str, ...] | None = None
+    #: what the transform needs beyond the rows (e.g. the unit's share of a plan made by the driver)
+    payload: Any = None
 
 
 @dataclass
@@ -41,19 +47,28 @@ class UnitResult:
     counters: dict[str, int] = field(default_factory=dict)
 
 
-Transform = Callable[[pa.Table], UnitResult]
+#: ``transform(rows, task) -> UnitResult``: pure, the same on every engine
+Transform = Callable[[pa.Table, "UnitTask"], UnitResult]
 
 
 def read_unit(task: UnitTask) -> pa.Table:
-    """The rows of a unit: its input parts, concatenated (schemas unified)."""
+    """The rows of a unit: its input parts (only the rows in ``task.ids`` when given), concatenated.
+
+    Parts are read one at a time and filtered before the next is read, so a unit assembled from rows of
+    many parts holds only its own rows.
+    """
     cols = list(task.columns) if task.columns else None
-    tables = [pq.read_table(p, columns=cols) for p in task.inputs]
+    wanted = pa.array(task.ids, pa.string()) if task.ids is not None else None
+    tables = []
+    for p in task.inputs:
+        t = pq.read_table(p, columns=cols)
+        tables.append(t.filter(pc.is_in(t.column("id"), value_set=wanted)) if wanted is not None else t)
     return pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
 
 
 def execute_unit(task: UnitTask, transform: Transform, sink: UnitSink) -> dict[str, int]:
     """Read, transform and commit one unit (runs on an engine worker); returns its row counts."""
-    result = transform(read_unit(task))
+    result = transform(read_unit(task), task)
     sink.write(task.unit, result.kept, result.dropped, result.outputs, result.counters)
     dropped = result.dropped.num_rows if result.dropped is not None else 0
     return {"unit": task.unit, "kept": result.kept.num_rows, "dropped": dropped, "rows": task.rows}

@@ -13,18 +13,29 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from corpus.concat import choose_pairs, count_pairs, merge_rows, plan_sizes, round_half_up, unlabelled_reason
+from corpus.concat import (
+    ConcatConfig,
+    choose_pairs,
+    count_pairs,
+    merge_rows,
+    plan_sizes,
+    round_half_up,
+    unlabelled_reason,
+)
+from corpus.engine.units import UnitResult, UnitTask, run_units
 from corpus.schema import load_schema
 from corpus.store import StageDir, StageWriter, stable_hash
 
 if TYPE_CHECKING:
-    from corpus.concat import ConcatConfig
     from corpus.recipe import Recipe
 
 HELP = (
@@ -115,20 +126,44 @@ def plan(pool: list[dict], cfg: ConcatConfig, seed: int) -> tuple[list[tuple], l
     return entries, left_out, sizes
 
 
-def _read_pool(run_dir: Path) -> tuple[list[dict], int]:
-    up = StageDir(run_dir, UPSTREAM)
-    names = load_schema("sample").names
-    table = up.read(columns=names + ["hard"])
-    if table is None:
-        return [], 0
-    rows = table.to_pylist()
-    hard = [r for r in rows if r.pop("hard")]
+#: what the driver holds per hard row: enough to check it, plan the pairs and find it again
+INDEX_COLUMNS = ["id", "modality", "request_label", "response_label", "response", "images", "hard"]
+
+
+def read_pool_index(run_dir: Path) -> tuple[list[dict], int]:
+    """The hard rows of the sample stage as small dicts (id, modality, labels, has_response, image paths),
+    sorted by id, and the number of candidates. Parts are read one at a time; prompts, responses and
+    every other column stay on disk, so memory grows with the number of hard rows, not their size."""
+    hard: list[dict] = []
+    rows_in = 0
+    for part in StageDir(run_dir, UPSTREAM).parts():
+        t = pq.read_table(part, columns=INDEX_COLUMNS)
+        rows_in += t.num_rows
+        t = t.filter(pc.fill_null(t.column("hard"), False))
+        has_response = pc.is_valid(t.column("response")).to_pylist()
+        images = t.column("images").to_pylist()
+        for k, (rid, mod, req, resp) in enumerate(zip(*(t.column(c).to_pylist() for c in (
+                "id", "modality", "request_label", "response_label")))):
+            hard.append({"id": rid, "modality": mod, "request_label": req, "response_label": resp,
+                         "has_response": has_response[k], "images": [img["path"] for img in images[k]]})
     ids = Counter(r["id"] for r in hard)
     dup = sorted(i for i, n in ids.items() if n > 1)
     if dup:
         raise ValueError(f"concat: the sample stage has duplicate ids among hard rows: {dup[:5]}")
     hard.sort(key=lambda r: r["id"])
-    return hard, len(rows)
+    return hard, rows_in
+
+
+def _usable(r: dict, run_dir: Path) -> tuple[str | None, str | None]:
+    """(drop reason, detail) of a hard row that cannot go into the RL set, else (None, None)."""
+    reason = unlabelled_reason({"request_label": r["request_label"], "response_label": r["response_label"],
+                                "response": "" if r["has_response"] else None})
+    if reason:
+        return reason, f"request={r['request_label']!r} response_label={r['response_label']!r}"
+    missing = [p for p in r["images"] if not (run_dir / p).is_file()]
+    if missing:
+        return "image:missing", f"not found under {run_dir}: {missing}"
+    return None, None
 
 
 def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
@@ -143,48 +178,56 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
     if writer.skipped:
         return writer.manifest()
 
-    hard, rows_in = _read_pool(run_dir)
+    hard, rows_in = read_pool_index(run_dir)
     pool, dropped = [], []
     for r in hard:
-        reason = unlabelled_reason(r)
-        detail = f"request={r['request_label']!r} response_label={r['response_label']!r}" if reason else None
-        if reason is None:
-            missing = [img["path"] for img in r["images"] if not (run_dir / img["path"]).is_file()]
-            if missing:
-                reason, detail = "image:missing", f"not found under {run_dir}: {missing}"
+        reason, detail = _usable(r, run_dir)
         if reason:
-            dropped.append({**r, "drop_reason": reason, "detail": detail, "record": None})
+            dropped.append((r["id"], reason, detail))
         else:
             pool.append(r)
-
     entries, left_out, sizes = plan(pool, cfg, config["seed"])
-    for i in left_out:
-        dropped.append({**pool[i], "drop_reason": "sampled_out", "detail": "beyond the RL set size", "record": None})
-    dropped.sort(key=lambda r: r["id"])
+    dropped += [(pool[i]["id"], "sampled_out", "beyond the RL set size") for i in left_out]
+    dropped.sort()
 
-    sample_arrow = load_schema("sample").arrow
-    units = [entries[k:k + cfg.part_rows] for k in range(0, len(entries), cfg.part_rows)] or [[]]
+    # units: the planned rows in order, part_rows at a time; the dropped rows by id, part_rows per unit
+    plan_units = [[(e[0], *(pool[i]["id"] for i in e[1:])) for e in entries[k:k + cfg.part_rows]]
+                  for k in range(0, len(entries), cfg.part_rows)]
+    drop_units = [dropped[k:k + cfg.part_rows] for k in range(0, len(dropped), cfg.part_rows)]
+    n_units = max(len(plan_units), len(drop_units), 1)
+    counters0 = {"rows_in": rows_in, "hard_in": len(hard), "not_hard": rows_in - len(hard), "pool": len(pool),
+                 "hard_out": sizes["hard"], "concat_out": sizes["concat"]}
+    parts = tuple(str(p) for p in up.parts())
     done = writer.done_units()
-    for unit, chunk in enumerate(units):
+    tasks = []
+    for unit in range(n_units):
         if unit in done:
             continue
-        out = []
-        for e in chunk:
-            if e[0] == "hard":
-                out.append({**pool[e[1]], "kind": "hard", "members": [pool[e[1]]["id"]]})
-            else:
-                out.append(build_concat_row(pool[e[1]], pool[e[2]], cfg, run_dir))
-        counters: dict[str, int] = {}
-        if unit == 0:
-            counters = {"rows_in": rows_in, "hard_in": len(hard), "not_hard": rows_in - len(hard),
-                        "pool": len(pool), "hard_out": sizes["hard"], "concat_out": sizes["concat"]}
-        writer.write_unit(
-            unit,
-            pa.Table.from_pylist(out, schema=schema.arrow),
-            dropped=_dropped_table(dropped, sample_arrow) if unit == 0 and dropped else None,
-            counters=counters,
-        )
+        chunk = plan_units[unit] if unit < len(plan_units) else []
+        drops = drop_units[unit] if unit < len(drop_units) else []
+        need = sorted({i for e in chunk for i in e[1:]} | {d[0] for d in drops})
+        tasks.append(UnitTask(unit, parts, tuple(load_schema("sample").names), rows=len(chunk) + len(drops),
+                              ids=tuple(need), payload={"entries": chunk, "dropped": drops,
+                                                        "counters": counters0 if unit == 0 else {}}))
+    run_units(writer, partial(transform, cfg=cfg, run_dir=run_dir), tasks, work="cpu", desc=STAGE,
+              total_rows=len(entries) + len(dropped))
     return writer.finish(extra={"sizes": sizes})
+
+
+def transform(table: pa.Table, task: UnitTask, cfg: ConcatConfig, run_dir: Path) -> UnitResult:
+    """One unit of the RL set: its planned hard and concatenated rows, and its share of the dropped rows."""
+    by_id = {r["id"]: r for r in table.to_pylist()}
+    out = []
+    for e in task.payload["entries"]:
+        if e[0] == "hard":
+            out.append({**by_id[e[1]], "kind": "hard", "members": [e[1]]})
+        else:
+            out.append(build_concat_row(by_id[e[1]], by_id[e[2]], cfg, run_dir))
+    drops = [{**by_id[rid], "drop_reason": reason, "detail": detail, "record": None}
+             for rid, reason, detail in task.payload["dropped"]]
+    kept = pa.Table.from_pylist(out, schema=rl_schema().arrow)
+    dropped = _dropped_table(drops, load_schema("sample").arrow) if drops else None
+    return UnitResult(kept, dropped, counters=dict(task.payload["counters"]))
 
 
 # ---------------------------------------------------------------- stats
@@ -212,7 +255,7 @@ def stats(run_dir: Path | str) -> dict:
             mods = json.loads(r["meta"])["concat"]["member_modalities"]
             pairs["+".join(sorted(mods))] += 1
             image_counts[len(r["images"])] += 1
-    hard_pool, _ = _read_pool(run_dir) if StageDir(run_dir, UPSTREAM).parts() else ([], 0)
+    hard_pool, _ = read_pool_index(run_dir) if StageDir(run_dir, UPSTREAM).parts() else ([], 0)
     manifest = out.manifest() or {}
     return {
         "rows": len(rows),

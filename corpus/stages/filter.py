@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from corpus.engine.units import UnitResult, part_tasks, run_units
+from corpus.engine.units import UnitResult, UnitTask, part_tasks, run_units
 from corpus.guard_format import Answers, parse_answers, reserved_tokens_in, sft_target, split_answers
 from corpus.reasoning import extract_steps, numbered_steps_per_task
 from corpus.schema import Schema, load_schema
@@ -179,7 +179,7 @@ def filter_table(table: pa.Table, cfg: FilterConfig) -> tuple[pa.Table, pa.Table
     return kept_t, dropped_t, counters
 
 
-def transform(table: pa.Table, cfg: FilterConfig) -> UnitResult:
+def transform(table: pa.Table, task: UnitTask, cfg: FilterConfig) -> UnitResult:
     """The stage's transform: one synthesize part in, its kept and dropped rows out."""
     kept, dropped, counters = filter_table(table, cfg)
     return UnitResult(kept, dropped, counters=dict(counters))

@@ -73,7 +73,7 @@ TOY_DROPPED = _schema("toy_dropped", [("id", pa.string()), ("x", pa.int64()), ("
                                       ("detail", pa.string())])
 
 
-def _double_even(table: pa.Table) -> UnitResult:
+def _double_even(table: pa.Table, task) -> UnitResult:
     rows = table.to_pylist()
     kept = [{"id": r["id"], "x": r["x"] * 2} for r in rows if r["x"] % 2 == 0]
     dropped = [{"id": r["id"], "x": r["x"], "drop_reason": "odd", "detail": f"x={r['x']}"}
