@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -233,40 +234,45 @@ def transform(table: pa.Table, task: UnitTask, cfg: ConcatConfig, run_dir: Path)
 # ---------------------------------------------------------------- stats
 
 
-def _labels(rows: list[dict]) -> dict[str, dict[str, int]]:
-    req = Counter(str(r["request_label"]) for r in rows)
-    resp = Counter(str(r["response_label"]) for r in rows)
-    return {"request": dict(sorted(req.items())), "response": dict(sorted(resp.items()))}
+def _labels(df: pl.DataFrame) -> dict[str, dict[str, int]]:
+    out = {}
+    for kind in ("request", "response"):
+        counts = df.group_by(pl.col(f"{kind}_label").cast(pl.String).fill_null("None")).len()
+        out[kind] = {str(k): int(n) for k, n in sorted(counts.iter_rows())}
+    return out
 
 
 def stats(run_dir: Path | str) -> dict:
     """RL set composition: hard vs concatenated, modality pairs, label balance before and after concatenation."""
     run_dir = Path(run_dir)
     out = StageDir(run_dir, STAGE)
-    table = out.read(columns=["kind", "modality", "request_label", "response_label", "meta", "images"])
-    if table is None:
+    parts = [str(p) for p in out.parts()]
+    if not parts:
         return {}
-    rows = table.to_pylist()
-    kinds = Counter(r["kind"] for r in rows)
-    pairs: Counter[str] = Counter()
-    image_counts: Counter[int] = Counter()
-    for r in rows:
-        if r["kind"] == "concat":
-            mods = json.loads(r["meta"])["concat"]["member_modalities"]
-            pairs["+".join(sorted(mods))] += 1
-            image_counts[len(r["images"])] += 1
+    df = (pl.scan_parquet(parts)
+          .select("kind", "modality", "request_label", "response_label",
+                  pl.col("images").list.len().alias("n_images"),
+                  pl.col("meta").str.json_path_match("$.concat.member_modalities").alias("pair"))
+          .collect())
+    n = df.height
+    concat = df.filter(pl.col("kind") == "concat")
+    pairs = Counter("+".join(sorted(json.loads(p))) for p in concat["pair"].to_list() if p)
     hard_pool, _ = read_pool_index(run_dir) if StageDir(run_dir, UPSTREAM).parts() else ([], 0)
+    pool_df = pl.DataFrame({"request_label": [r["request_label"] for r in hard_pool],
+                            "response_label": [r["response_label"] for r in hard_pool]},
+                           schema={"request_label": pl.String, "response_label": pl.String})
+    kinds = dict(sorted(df.group_by("kind").len().iter_rows()))
     manifest = out.manifest() or {}
     return {
-        "rows": len(rows),
-        "kinds": dict(sorted(kinds.items())),
-        "concat_share": round(kinds.get("concat", 0) / len(rows), 4) if rows else 0.0,
-        "modalities": dict(sorted(Counter(r["modality"] for r in rows).items())),
+        "rows": n,
+        "kinds": {k: int(v) for k, v in kinds.items()},
+        "concat_share": round(kinds.get("concat", 0) / n, 4) if n else 0.0,
+        "modalities": {k: int(v) for k, v in sorted(df.group_by("modality").len().iter_rows())},
         "concat_modality_pairs": dict(sorted(pairs.items())),
-        "concat_images_per_row": {str(k): v for k, v in sorted(image_counts.items())},
-        "labels_before": _labels(hard_pool),
-        "labels_after": _labels(rows),
-        "labels_hard_rows": _labels([r for r in rows if r["kind"] == "hard"]),
-        "labels_concat_rows": _labels([r for r in rows if r["kind"] == "concat"]),
+        "concat_images_per_row": {str(k): int(v) for k, v in sorted(concat.group_by("n_images").len().iter_rows())},
+        "labels_before": _labels(pool_df),
+        "labels_after": _labels(df),
+        "labels_hard_rows": _labels(df.filter(pl.col("kind") == "hard")),
+        "labels_concat_rows": _labels(concat),
         "sizes": manifest.get("sizes", {}),
     }
