@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 from functools import partial
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc

@@ -10,7 +10,7 @@ placeholders plus ``multi_modal_data`` for vLLM), so all of them see the input t
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -70,6 +70,16 @@ def load_rgb(path: Path):
         return im.convert("RGB")
 
 
+class Pending:
+    """A batch handed to a backend: ``result()`` waits for (or, for a synchronous backend, computes) it."""
+
+    def __init__(self, compute: Callable[[], BatchResult]):
+        self._compute = compute
+
+    def result(self) -> BatchResult:
+        return self._compute()
+
+
 class Backend(ABC):
     """Generate ``params.n`` completions for each request."""
 
@@ -77,6 +87,11 @@ class Backend(ABC):
 
     @abstractmethod
     def generate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> BatchResult: ...
+
+    def submit(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> Pending:
+        """Start a batch and return at once where the backend can overlap batches (a server backend keeps
+        its requests in flight while the caller prepares the next unit); otherwise run it on ``result()``."""
+        return Pending(lambda: self.generate(requests, params))
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the model / connections."""

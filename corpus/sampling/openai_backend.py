@@ -5,7 +5,9 @@ objects (images as references until sent, then data URLs downscaled to ``image_m
 content-addressed keys), sent by :class:`~corpus.llm.client.TeacherClient` (bounded concurrency, RPM/TPM
 limits, retries with backoff, never raising for a bad row) through :class:`~corpus.llm.runner.Runner`
 (identical requests sent once; with a ``cache_dir``, every answer is journalled as it arrives, so even
-the unit a SIGKILL interrupted is not paid again).
+the unit a SIGKILL interrupted is not paid again). One event loop, client and journal serve the whole
+stage, and :meth:`OpenAIBackend.submit` returns at once, so the stage keeps the next unit's requests in
+flight while a unit finishes: requests in flight never drop to zero between units and connections are reused.
 
 A candidate becomes k requests that differ only in ``seed`` (seed..seed+k-1): each has its own key and
 it works with servers that ignore ``n``. (``fanout: n`` is not offered here: the client reads one choice.)
@@ -16,13 +18,14 @@ candidate (``generation_failed``) and a rerun asks again.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from corpus.guard_format import block_messages
 from corpus.llm.request import ChatRequest, image_part
-from corpus.sampling.base import Backend, BatchResult, Completion, GenerationRequest, SamplingParams
+from corpus.sampling.base import Backend, BatchResult, Completion, GenerationRequest, Pending, SamplingParams
 
 
 def chat_messages(request: GenerationRequest) -> list[dict]:
@@ -70,11 +73,44 @@ class OpenAIBackend(Backend):
         self.api_key = api_key_from_env(self.cfg)  # fails early, naming the variable
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.image_max_pixels = image_max_pixels
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
 
-    def generate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> BatchResult:
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        """One event loop, client and answer journal for the backend's life (connections reused across units)."""
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="openai-backend", daemon=True)
+            thread.start()
+            self._loop, self._thread = loop, thread
+            asyncio.run_coroutine_threadsafe(self._open(), loop).result()
+        return self._loop
+
+    async def _open(self) -> None:
+        from corpus.llm.cache import ResponseCache
+        from corpus.llm.client import TeacherClient
+        from corpus.llm.runner import Runner
+
+        self._cache = ResponseCache(self.cache_dir)
+        self._client = TeacherClient(self.cfg, api_key=self.api_key)
+        self._runner = Runner(self.cfg, self._cache, self._client)
+
+    def submit(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> Pending:
+        """Send the batch's requests now (sharing the client's concurrency with batches still in flight)."""
         t0 = time.perf_counter()
         per_request = [chat_requests(r, params, self.model, self.image_max_pixels) for r in requests]
-        outcomes = asyncio.run(self._resolve([r for reqs in per_request for r in reqs]))
+        flat = [r for reqs in per_request for r in reqs]
+        fut = asyncio.run_coroutine_threadsafe(self._runner_resolve(flat), self._ensure_loop())
+        return Pending(lambda: self._batch(per_request, fut.result(), t0))
+
+    async def _runner_resolve(self, reqs: list[ChatRequest]):
+        return await self._runner.resolve(reqs)
+
+    def generate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> BatchResult:
+        return self.submit(requests, params).result()
+
+    @staticmethod
+    def _batch(per_request: list[list[ChatRequest]], outcomes: list, t0: float) -> BatchResult:
         completions: list[list[Completion]] = []
         pos = 0
         for reqs in per_request:
@@ -89,15 +125,21 @@ class OpenAIBackend(Backend):
         total = sum(c.tokens for comps in completions for c in comps)
         return BatchResult(completions, total, time.perf_counter() - t0)
 
-    async def _resolve(self, reqs: list[ChatRequest]):
-        from corpus.llm.cache import ResponseCache
-        from corpus.llm.client import TeacherClient
-        from corpus.llm.runner import Runner
+    def close(self) -> None:
+        if self._loop is None:
+            return
+        loop = self._loop
 
-        cache = ResponseCache(self.cache_dir)
-        client = TeacherClient(self.cfg, api_key=self.api_key)
+        async def _shutdown() -> None:
+            try:
+                await self._client.close()
+            finally:
+                self._cache.close()
+
         try:
-            return await Runner(self.cfg, cache, client).resolve(reqs)
+            asyncio.run_coroutine_threadsafe(_shutdown(), loop).result(timeout=30)
         finally:
-            await client.close()
-            cache.close()
+            loop.call_soon_threadsafe(loop.stop)
+            self._thread.join(timeout=10)
+            loop.close()
+            self._loop = self._thread = None

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -29,7 +30,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from corpus.guard_format import guard_messages
-from corpus.sampling.base import GenerationRequest, SamplingParams
+from corpus.sampling.base import GenerationRequest, Pending, SamplingParams
 from corpus.sampling.judge import RULES, is_hard, judge_answer
 from corpus.schema import Schema, load_schema
 from corpus.store import MANIFEST, StageDir, StageWriter, write_parquet_atomic
@@ -45,6 +46,8 @@ HELP = (
     "server), vllm (in-process). Every answer is kept, so a new rule is re-applied without generating again."
 )
 STAGE = "sample"
+#: units started but not yet committed (the backend works on the next while one is judged and written)
+UNITS_IN_FLIGHT = 1
 POOLS = {"sft": "filter", "ingest": "ingest"}
 TRAIN_SFT_MODEL = ("train-sft", "model")
 
@@ -261,10 +264,18 @@ def _dropped(row: dict, reason: str, detail: str) -> dict:
     return {**row, "drop_reason": reason, "detail": detail, "record": None}
 
 
-def sample_unit(rows: list[dict], run_dir: Path, backend: Backend, params: SamplingParams,
-                rule: str) -> tuple[list[dict], list[dict], dict]:
-    """Generate, parse and judge one unit: ``(kept rows, dropped rows, counters)``."""
-    kept: list[dict] = []
+@dataclass
+class UnitInFlight:
+    """A unit whose generation has been started: the rows sent, the rows already dropped, the pending batch."""
+
+    rows_in: int
+    todo: list[dict]
+    dropped: list[dict]
+    pending: Pending | None
+
+
+def start_unit(rows: list[dict], run_dir: Path, backend: Backend, params: SamplingParams) -> UnitInFlight:
+    """Check the unit's rows and hand the sampleable ones to the backend (which may start at once)."""
     dropped: list[dict] = []
     todo: list[dict] = []
     for row in rows:
@@ -273,13 +284,21 @@ def sample_unit(rows: list[dict], run_dir: Path, backend: Backend, params: Sampl
             dropped.append(_dropped(row, *bad))
         else:
             todo.append(row)
-    counters = {"rows_in": len(rows), "generations": 0, "generated_tokens": 0, "truncated": 0}
-    if not todo:
+    pending = backend.submit([request_for(r, run_dir) for r in todo], params) if todo else None
+    return UnitInFlight(len(rows), todo, dropped, pending)
+
+
+def finish_unit(unit: UnitInFlight, params: SamplingParams, rule: str) -> tuple[list[dict], list[dict], dict]:
+    """Wait for a started unit, parse and judge its answers: ``(kept rows, dropped rows, counters)``."""
+    kept: list[dict] = []
+    dropped = list(unit.dropped)
+    counters = {"rows_in": unit.rows_in, "generations": 0, "generated_tokens": 0, "truncated": 0}
+    if unit.pending is None:
         return kept, dropped, counters
-    result = backend.generate([request_for(r, run_dir) for r in todo], params)
+    result = unit.pending.result()
     counters["generated_tokens"] = int(result.generated_tokens)
     counters["generation_ms"] = int(result.seconds * 1000)
-    for row, comps in zip(todo, result.completions):
+    for row, comps in zip(unit.todo, result.completions):
         errors = [c.error for c in comps if c.error]
         if errors or len(comps) != params.n:
             detail = errors[0] if errors else f"backend returned {len(comps)} answers, expected {params.n}"
@@ -292,6 +311,12 @@ def sample_unit(rows: list[dict], run_dir: Path, backend: Backend, params: Sampl
         kept.append({**row, "rollouts": [j.as_row() for j in judged], "k": len(judged), "n_right": n_right,
                      "hard": is_hard(n_right, len(judged), rule)})
     return kept, dropped, counters
+
+
+def sample_unit(rows: list[dict], run_dir: Path, backend: Backend, params: SamplingParams,
+                rule: str) -> tuple[list[dict], list[dict], dict]:
+    """Generate, parse and judge one unit: ``(kept rows, dropped rows, counters)``."""
+    return finish_unit(start_unit(rows, run_dir, backend, params), params, rule)
 
 
 def _dropped_table(rows: list[dict], candidate: Schema) -> pa.Table | None:
@@ -392,6 +417,15 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
     candidate = pool_schema(cfg.pool)
     backend: Backend | None = None
     progress = _Progress(up.num_rows(), 0, cfg.progress)
+    in_flight: deque[tuple[int, int, UnitInFlight]] = deque()
+
+    def commit_oldest() -> None:
+        unit, n_rows, started = in_flight.popleft()
+        kept, dropped, counters = finish_unit(started, params, cfg.rule)
+        kept_table = pa.Table.from_pylist(kept, schema=schema.arrow) if kept else schema.empty()
+        writer.write_unit(unit, kept_table, _dropped_table(dropped, candidate), counters=counters)
+        progress.update(n_rows, counters["generated_tokens"])
+
     try:
         for unit, table in iter_units(up, cfg.unit_rows):
             if unit in done:
@@ -400,10 +434,13 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
             if backend is None:
                 backend = make_stage_backend(cfg, model, recipe)
             rows = candidate.conform(table, f"{upstream} unit {unit}").to_pylist()
-            kept, dropped, counters = sample_unit(rows, run_dir, backend, params, cfg.rule)
-            kept_table = pa.Table.from_pylist(kept, schema=schema.arrow) if kept else schema.empty()
-            writer.write_unit(unit, kept_table, _dropped_table(dropped, candidate), counters=counters)
-            progress.update(table.num_rows, counters["generated_tokens"])
+            # the next unit is started before the previous one is committed: a server backend keeps
+            # requests in flight across the boundary (synchronous backends generate on commit)
+            in_flight.append((unit, table.num_rows, start_unit(rows, run_dir, backend, params)))
+            if len(in_flight) > UNITS_IN_FLIGHT:
+                commit_oldest()
+        while in_flight:
+            commit_oldest()
     finally:
         if backend is not None:
             backend.close()

@@ -138,6 +138,7 @@ class FakeOpenAI:
             self.answered: Counter[str] = Counter()
             self.faults: Counter[str] = Counter()
             self.bodies: dict[str, dict] = {}
+            self.in_flight = self.max_in_flight = 0
             self.auth_headers: set[str] = set()
 
     @property
@@ -155,7 +156,8 @@ class FakeOpenAI:
     def stats(self) -> dict:
         with self._lock:
             return {"requests": dict(self.requests), "answered": dict(self.answered), "faults": dict(self.faults),
-                    "total_requests": sum(self.requests.values()), "total_answered": sum(self.answered.values())}
+                    "total_requests": sum(self.requests.values()), "total_answered": sum(self.answered.values()),
+                    "max_in_flight": self.max_in_flight}
 
     def batch_inputs(self) -> list[list[str]]:
         """custom_ids of each created batch's input file, in creation order."""
@@ -247,6 +249,17 @@ class FakeOpenAI:
         return self._error(500, "The server had an error while processing your request.", "server_error", None)
 
     # ---- HTTP handlers ------------------------------------------------------------------------------
+    async def _chat_counted(self, request: web.Request) -> web.StreamResponse:
+        """``_chat``, tracking how many chat requests are in flight at once (``max_in_flight``)."""
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._chat(request)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         auth = request.headers.get("Authorization")
         if auth:
@@ -404,7 +417,7 @@ class FakeOpenAI:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=256 * 1024 * 1024)
-        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/chat/completions", self._chat_counted)
         app.router.add_post("/v1/files", self._upload)
         app.router.add_get("/v1/files/{fid}", self._file)
         app.router.add_get("/v1/files/{fid}/content", self._file_content)

@@ -186,3 +186,17 @@ def test_resumed_run_applies_the_current_rule_to_units_written_before(tmp_path, 
     assert server.total_requests == generated and m["timings"]["units_resumed"] == m["parts"]
     assert m["rule"] == "mixed" and m["hard_rows"] == 3
     assert sum(StageDir(tmp_path, "sample").read().column("hard").to_pylist()) == 3
+
+
+def test_one_client_for_the_stage_keeps_requests_in_flight_across_units(tmp_path):
+    """Units of 1 candidate x 4 answers with room for 8 in flight: a backend opened per unit never has more than
+    4 requests out; the stage's single client sends the next unit while the previous one is judged."""
+    rows = [sample_row(i, prompt=f"[case:all_right] q{i}", request_label=H, response_label=U,
+                       response="Sure, here it is.") for i in range(6)]
+    write_pool(tmp_path, rows)
+    with FakeOpenAI(answers=scripted, latency=0.3) as srv:
+        rec = _recipe(srv.base_url, unit_rows=1, openai={"base_url": srv.base_url, "concurrency": 8,
+                                                        "max_retries": 0, "timeout": 20})
+        m = stage.run(rec, tmp_path)
+        assert m["rows_out"] == 6 and srv.total_answered == 6 * K
+        assert srv.stats()["max_in_flight"] > K
