@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from corpus.concat import ConcatConfig
+from corpus.errors import RecipeError
 from corpus.llm.config import SynthesizeConfig
 from corpus.resources import resource, samples_dir
 from corpus.stages.export import ExportConfig
@@ -23,10 +24,6 @@ from corpus.stages.sample import SampleConfig
 from corpus.training.config import TrainRLConfig, TrainSFTConfig
 
 EMBEDDED = "embedded:"
-
-
-class RecipeError(ValueError):
-    """The recipe file is missing, not YAML, or does not validate."""
 
 
 class Strict(BaseModel):

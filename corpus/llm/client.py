@@ -14,13 +14,13 @@ from pathlib import Path
 import openai
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
+from corpus.errors import RecipeError
 from corpus.llm._http import httpx
 from corpus.llm.config import SynthesizeConfig
 from corpus.llm.limits import RateLimits, estimate_tokens
 from corpus.llm.request import ChatRequest, Outcome, answer_outcome
 from corpus.llm.retry import backoff_seconds, describe, error_kind, is_retryable, wait_retry_after_or_backoff
 from corpus.llm.transport import FastChatTransport, check_completion
-from corpus.recipe import RecipeError
 
 LOCAL_KEY = "EMPTY"
 

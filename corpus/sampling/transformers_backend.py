@@ -44,7 +44,7 @@ class TransformersBackend(Backend):
                  attn_implementation: str | None = None):
         from transformers import AutoModelForImageTextToText
 
-        from corpus.training.tiny_model import load_processor
+        from corpus.models import load_processor
 
         device = _resolve_device(device)
         kwargs = {"dtype": _resolve_dtype(dtype, device)}

@@ -51,7 +51,7 @@ def build_vllm_requests(requests: Sequence[GenerationRequest], params: SamplingP
 
 def chat_template_renderer(model: str | Path) -> Callable[[list[dict]], str]:
     """``messages -> prompt text`` with the model's own chat template (generation prompt added)."""
-    from corpus.training.tiny_model import load_processor
+    from corpus.models import load_processor
 
     processor = load_processor(model)
 

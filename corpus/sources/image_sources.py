@@ -77,6 +77,3 @@ def local_path(location: str | None, what: str) -> Path:
         raise SourceError(f"{what} {location!r} does not exist ({p})")
     return p
 
-
-# Importing this module registers every image adapter (corpus/sources/__init__.py imports it).
-from corpus.sources import hod, spavl, unsafebench, vlguard, vltest  # noqa: E402,F401

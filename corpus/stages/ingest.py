@@ -20,19 +20,21 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus.dedup import Deduper, content_key
 from corpus.images import ImageRejected, NormalisedImage, image_entry, normalise_image, store_image
-from corpus.recipe import Recipe, SourceSpec
 from corpus.schema import load_schema
 from corpus.sources.base import Draft, Drop, Source, SourceError, adapter_class
 from corpus.sources.files import ImageRoot
 from corpus.store import StageWriter, part_name, stable_hash
 from corpus.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    from corpus.recipe import Recipe, SourceSpec
 
 HELP = (
     "Read every seed source of the recipe (hub id or local files) into the unified sample schema: "

@@ -11,30 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from corpus.models import load_model
+from corpus.models import load_training_processor as load_processor
 from corpus.training.config import TrainSFTConfig
-
-
-def load_model(path: Path | str, bf16: bool = False):
-    """A local Qwen2.5-VL (or other image-text-to-text) checkpoint; text-only causal LMs also load."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
-
-    dtype = torch.bfloat16 if bf16 else torch.float32
-    config = AutoConfig.from_pretrained(path)
-    if hasattr(config, "vision_config"):
-        return AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
-    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-
-
-def load_processor(path: Path | str):
-    """The checkpoint's processor (works without torchvision for Qwen2.5-VL, see tiny_model.load_processor)."""
-    from corpus.training.tiny_model import load_processor as _load
-
-    proc = _load(path)
-    tok = getattr(proc, "tokenizer", proc)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return proc
 
 
 def _resolve_images(paths: list[str] | None, base: Path) -> list[str]:

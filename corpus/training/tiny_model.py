@@ -165,39 +165,6 @@ def tiny_config(tokenizer, *, hidden: int = 64, layers: int = 2, heads: int = 4,
     )
 
 
-def _image_only_processor_class():
-    """A Qwen2.5-VL processor without the video processor (which needs torchvision)."""
-    from transformers import ProcessorMixin, Qwen2_5_VLProcessor
-
-    class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
-        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-            self.image_token = "<|image_pad|>"
-            self.video_token = "<|video_pad|>"
-            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-            self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
-            self.video_processor = None
-            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
-
-    return ImageOnlyQwen2_5_VLProcessor
-
-
-def load_processor(path: Path | str):
-    """``AutoProcessor.from_pretrained(path)``; without torchvision, a Qwen2.5-VL processor for images only.
-
-    transformers 5 loads the Qwen2-VL video processor with every Qwen2.5-VL processor, and that one
-    needs torchvision; text and image inputs do not, so they go through the PIL image processor.
-    """
-    from transformers import AutoConfig, AutoProcessor
-
-    try:
-        return AutoProcessor.from_pretrained(path)
-    except ImportError as exc:
-        model_type = getattr(AutoConfig.from_pretrained(path), "model_type", None)
-        if model_type not in ("qwen2_5_vl", "qwen2_vl"):
-            raise ImportError(f"cannot load the processor of {path}: {exc}") from exc
-        return _image_only_processor_class().from_pretrained(path)
-
-
 def _build(out_dir: Path, seed: int) -> None:
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration

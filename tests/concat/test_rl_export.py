@@ -74,7 +74,8 @@ def test_trl_prompt_through_trl_and_a_qwen2_5_vl_processor(run, tmp_path):
     from datasets import Dataset
     from trl.data_utils import prepare_multimodal_messages
 
-    from corpus.training.tiny_model import load_processor, tiny_model_path
+    from corpus.models import load_processor
+    from corpus.training.tiny_model import tiny_model_path
 
     run_dir, _ = run
     ds = Dataset.from_parquet(str(run_dir / "rl-export" / FILES["trl"]), cache_dir=str(tmp_path / "hf"))

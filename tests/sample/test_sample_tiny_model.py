@@ -7,7 +7,8 @@ import hashlib
 from sample_helpers import make_image
 
 from corpus.guard_format import guard_messages_blocks
-from corpus.training.tiny_model import build_tiny_qwen2_5_vl, load_processor
+from corpus.models import load_processor
+from corpus.training.tiny_model import build_tiny_qwen2_5_vl
 
 
 def test_tiny_model_roundtrip(tmp_path, tiny_model_dir):
