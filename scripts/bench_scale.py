@@ -8,8 +8,8 @@ Builds synthetic seed sources in their real layouts at GuardReasoner-VLTrain's m
 text-image; images are small drawn PNGs/JPEGs, all distinct), starts the local fake teacher
 (``corpus.testing.fake_openai``, answers that agree with the gold label), then runs
 ingest -> synthesize -> filter -> export -> sample (OpenAI backend, k=4) -> concat -> rl-export -> stats,
-each stage as its own ``python -m corpus.cli`` process. Per stage: seconds, rows/s, peak RSS of the
-process tree (sampled from /proc), disk. Then the RSS growth ratio between the two sizes and, for
+each stage as its own ``python -m corpus.cli`` process. Per stage: seconds, rows/s, peak memory of the
+process tree (summed PSS, sampled from /proc), disk. Then the growth ratio between the two sizes and, for
 filter, concat and stats, a plain polars script doing the same work on the same files, run as its own
 process in the same run (the ratio is stage seconds / baseline seconds, both including interpreter start).
 """
@@ -122,7 +122,9 @@ def recipe(root: Path, base_url: str, cache: Path, part_rows: int) -> str:
 
 
 class Sampler:
-    """Peak RSS of a process and all its descendants, read from /proc every 50 ms."""
+    """Peak memory of a process and all its descendants, read from /proc every 50 ms: the sum of each
+    process's PSS (shared pages split between the processes sharing them, so worker processes forked
+    from one server are not counted twice); VmRSS where smaps_rollup cannot be read."""
 
     def __init__(self, pid: int):
         self.pid, self.peak = pid, 0
@@ -143,16 +145,22 @@ class Sampler:
             todo.extend(kids.get(p, []))
         return out
 
+    @staticmethod
+    def _field(path: str, name: str) -> int | None:
+        try:
+            for line in Path(path).read_text().splitlines():
+                if line.startswith(name):
+                    return int(line.split()[1]) * 1024
+        except (OSError, ValueError):
+            return None
+        return None
+
     def sample(self) -> None:
-        rss = 0
+        total = 0
         for p in self._tree():
-            try:
-                for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        rss += int(line.split()[1]) * 1024
-            except OSError:
-                pass
-        self.peak = max(self.peak, rss)
+            v = self._field(f"/proc/{p}/smaps_rollup", "Pss:")
+            total += v if v is not None else (self._field(f"/proc/{p}/status", "VmRSS:") or 0)
+        self.peak = max(self.peak, total)
 
 
 def run_stage(args: list[str], env: dict) -> tuple[float, int, str]:
@@ -286,7 +294,7 @@ def main() -> None:
         results = [bench_one(a.work, rows, eng, base_url, a.part_rows) for eng in a.engine for rows in a.rows]
     finally:
         server.terminate()
-    print("\n| rows | engine | stage | s | rows/s | peak RSS MB | disk MB | vs polars |")
+    print("\n| rows | engine | stage | s | rows/s | peak PSS MB | disk MB | vs polars |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         for stage, e in r["stages"].items():
@@ -296,7 +304,7 @@ def main() -> None:
         mine = [r for r in results if r["engine"] == eng]
         if len(mine) >= 2:
             lo, hi = mine[0], mine[-1]
-            print(f"\nRSS growth {lo['rows']} -> {hi['rows']} rows ({eng}):")
+            print(f"\nPSS growth {lo['rows']} -> {hi['rows']} rows ({eng}):")
             for stage in lo["stages"]:
                 ratio = hi["stages"][stage]["peak_rss_mb"] / max(lo["stages"][stage]["peak_rss_mb"], 1e-9)
                 print(f"  {stage:10s} {ratio:.2f}x")
