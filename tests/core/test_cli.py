@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pyarrow as pa
+import pytest
 from typer.testing import CliRunner
 
 from corpus.cli import app
@@ -71,3 +74,23 @@ def test_stats_text_and_json(tmp_path):
 def test_stats_missing_dir(tmp_path):
     res = runner.invoke(app, ["stats", str(tmp_path / "nope")])
     assert res.exit_code == 2 and "no run directory" in res.output
+
+
+def test_stage_selection_from_until_skip():
+    from corpus.cli import select_stages
+
+    stages = ["ingest", "synthesize", "filter", "export", "train-sft", "sample", "concat"]
+    assert select_stages(stages, None, None, []) == stages
+    assert select_stages(stages, "filter", "sample", ["train-sft"]) == ["filter", "export", "sample"]
+    assert select_stages(stages, None, "export", ["synthesize"]) == ["ingest", "filter", "export"]
+    for bad in (("nope", None, []), (None, "nope", []), (None, None, ["nope"])):
+        with pytest.raises(ValueError, match="nope"):
+            select_stages(stages, *bad)
+    with pytest.raises(ValueError, match="comes after"):
+        select_stages(stages, "sample", "filter", [])
+
+
+def test_unknown_engine_is_a_clear_error(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "corpus.cli", "filter", "--out", str(tmp_path), "--engine", "spark"],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "--engine 'spark': not one of ['local', 'ray']" in res.stderr
