@@ -55,7 +55,8 @@ def build(args):
     import torch
     from transformers import AutoModelForImageTextToText, GenerationConfig, Qwen2_5_VLForConditionalGeneration
 
-    from corpus.training.tiny_model import load_processor, tiny_model_path
+    from corpus.models import load_processor
+    from corpus.training.tiny_model import tiny_model_path
 
     tiny = tiny_model_path()
     processor = load_processor(tiny)

@@ -30,7 +30,7 @@ def build_model(out: Path, size: str, bf16: bool) -> Path:
     from corpus.training.tiny_model import build_tiny_qwen2_5_vl, tiny_config
 
     tiny = build_tiny_qwen2_5_vl(out)  # tokenizer, image processor, chat template
-    from corpus.training.tiny_model import load_processor
+    from corpus.models import load_processor
 
     tok = load_processor(tiny).tokenizer
     hidden, layers, heads, kv, inter = SIZES[size]

@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from corpus.models import load_model
+from corpus.models import load_training_processor as load_processor
 from corpus.training.clipping import DynamicClipCallback
 from corpus.training.config import TrainRLConfig
 from corpus.training.rewards import RewardSettings, trl_reward_func
-from corpus.training.sft import common_trainer_args, load_model, load_processor, save_checkpoint
+from corpus.training.sft import common_trainer_args, save_checkpoint
 
 REQUIRED = ("prompt", "images", "request_label", "response_label")
 

@@ -35,7 +35,8 @@ def test_sft_then_grpo_stages_end_to_end(train_run):
     assert f["last_loss"] < f["first_loss"]
     assert train_sft.run(recipe, train_run)["timings"] == m["timings"]  # up to date: skipped
 
-    from corpus.training.sft import load_model, load_processor
+    from corpus.models import load_model
+    from corpus.models import load_training_processor as load_processor
 
     proc = load_processor(model)
     assert proc.image_processor is not None and type(load_model(model)).__name__.startswith("Qwen2_5_VL")
