@@ -115,7 +115,10 @@ class SourceReader:
         self.adapter: Source = cls(spec, cls.Options.model_validate(spec.options))
         self.path = recipe.resolve(spec.path)
         root = recipe.resolve(spec.images_root) if spec.images_root else None
-        self.image_root = ImageRoot(root) if root is not None else None
+        try:
+            self.image_root = ImageRoot(root) if root is not None else None
+        except (OSError, ValueError) as exc:
+            raise SourceError(f"source {spec.name!r}: images_root: {exc}") from None
         self.taxonomy_section = self.adapter.taxonomy_section or cls.adapter
 
     def records(self):
@@ -126,7 +129,10 @@ class SourceReader:
             return image.data
         if self.image_root is None:
             raise ImageRejected("image:no_root", f"image {image.ref!r} given by path but the source has no images_root")
-        return self.image_root.read(image.ref)
+        try:
+            return self.image_root.read(image.ref)
+        except SourceError as exc:
+            raise SourceError(f"source {self.spec.name!r}: {exc}") from None
 
 
 class Ingest:
