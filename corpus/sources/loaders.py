@@ -133,10 +133,12 @@ def as_image_input(value: Any) -> ImageInput | None:
     if isinstance(value, str):
         return ImageInput(ref=value) if value else None
     if isinstance(value, dict):
-        if value.get("path") and not value.get("bytes"):
-            return ImageInput(ref=str(value["path"]))
-        if value.get("bytes") is not None:  # zero bytes included: the image check reports image:empty
+        # Bytes present (zero bytes included) are the image: b"" is image:empty, never a lookup of ``path``
+        # (HF keeps the original file name there, and a file of that name under images_root is another image).
+        if value.get("bytes") is not None:
             return ImageInput(data=bytes(value["bytes"]))
+        if value.get("path"):
+            return ImageInput(ref=str(value["path"]))
         return None
     raise TypeError(f"cannot read an image from a {type(value).__name__} value")
 
@@ -188,7 +190,7 @@ def _with_bytes(value: Any) -> Any:
     through the datasets file system so the image does not depend on a local path."""
     if isinstance(value, list):
         return [_with_bytes(v) for v in value]
-    if isinstance(value, dict) and not value.get("bytes") and value.get("path"):
+    if isinstance(value, dict) and value.get("bytes") is None and value.get("path"):
         from datasets.utils.file_utils import xopen
 
         try:
