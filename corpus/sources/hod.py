@@ -125,7 +125,7 @@ class HOD(Source):
     def convert(self, fields: dict[str, Any], index: int) -> list[Draft] | Drop:
         image = fields.get("image")
         if not image:
-            return Drop("image:missing", f"annotation {fields.get('annotation')} names no image")
+            return Drop("missing_value:image", f"annotation {fields.get('annotation')} names no image")
         objects = list(fields.get("objects") or [])
         meta = {"annotation": fields.get("annotation"), "objects": objects,
                 "annotated_size": [fields.get("width"), fields.get("height")],

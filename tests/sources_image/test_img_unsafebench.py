@@ -70,7 +70,8 @@ def test_image_as_bytes_column_and_path_only(tmp_path):
 
 
 @pytest.mark.parametrize("image, reason", [
-    (None, "image:missing"), ({"bytes": None, "path": None}, "image:missing"), (b"", "image:empty"),
+    (None, "missing_value:image"), ({"bytes": None, "path": None}, "missing_value:image"), (b"", "image:empty"),
+    (3.5, "invalid_field:image"),
 ])
 def test_missing_image_is_a_drop(tmp_path, image, reason):
     src = UnsafeBench(spec("unsafebench", tmp_path))
