@@ -81,6 +81,8 @@ class Source:
     def __init__(self, spec: Any, options: BaseModel | None = None):
         self.spec = spec
         self.options = options if options is not None else self.Options.model_validate(spec.options or {})
+        #: ``spec.images_root`` resolved by the recipe (set by the ingest stage; adapters that walk it use it)
+        self.images_root: Path | None = None
 
     def records(self, path: Path | None) -> Iterator[Record]:
         """Raw records of the source; ``path`` is ``spec.path`` resolved by the recipe (None for hub ids)."""

@@ -119,6 +119,7 @@ class SourceReader:
             self.image_root = ImageRoot(root) if root is not None else None
         except (OSError, ValueError) as exc:
             raise SourceError(f"source {spec.name!r}: images_root: {exc}") from None
+        self.adapter.images_root = root
         self.taxonomy_section = self.adapter.taxonomy_section or cls.adapter
 
     def records(self):
