@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus.dedup import Deduper, LabelConflicts, content_key
+from corpus.guard_format import reserved_tokens_in
 from corpus.image_near_dup import ImageClusters, text_key
 from corpus.images import ImageRejected, NormalisedImage, image_entry, normalise_image, store_image, stored_phash
 from corpus.recipe import Recipe, SourceSpec
@@ -195,6 +196,10 @@ class Ingest:
         for name, text in (("prompt", prompt), ("response", response)):
             if text is not None and len(text) > self.cfg.max_text_chars:
                 return Drop("text_too_long", f"{name} has {len(text)} characters (> {self.cfg.max_text_chars})")
+        for name, text in (("prompt", prompt), ("response", response)):
+            bad = reserved_tokens_in(text)
+            if bad:  # a trainer would read them as media placeholders or control tokens
+                return Drop("reserved_token", f"{name} contains {bad}, reserved by the guard format or a trainer")
         if prompt is not None and not prompt.strip():
             prompt = None
         if prompt is None and not d.images:

@@ -272,3 +272,20 @@ def test_non_text_question_is_a_drop_not_a_crash(tmp_path):
     m = run(recipe, tmp_path / "o")
     assert m["rows_out"] == 0
     assert m["drop_reasons"] == {"empty_prompt": 1, "invalid_field:prompt": 1}
+
+
+@pytest.mark.parametrize("token", ["<image>", "<video>", "<audio>", "<ref-object>", "<bbox>", "<|image_pad|>",
+                                   "<|vision_start|>", "<|im_end|>", "</think>", "<result>"])
+def test_trainer_placeholders_are_reserved(tmp_path, token):
+    """LLaMA-Factory, verl and ms-swift expand these into media inputs (or read them as control tokens)."""
+    wg = write_wildguard(tmp_path / "wg.parquet", [
+        wildguard_row(f"Describe what happens in this clip {token} please"),
+        wildguard_row("a question", response=f"an answer with {token} inside"),
+        wildguard_row("How do I embed a clip with the HTML <vid> or <img> tag?"),  # not reserved
+    ])
+    m = run(recipe_file(tmp_path, [{"name": "wg", "adapter": "wildguardmix", "path": str(wg)}]), tmp_path / "o")
+    assert m["drop_reasons"] == {"reserved_token": 2}
+    details = sorted(d["detail"] for d in dropped(tmp_path / "o"))
+    assert details[0].startswith("prompt contains") and details[1].startswith("response contains")
+    assert all(token in d for d in details)
+    assert [r["prompt"] for r in rows(tmp_path / "o")] == ["How do I embed a clip with the HTML <vid> or <img> tag?"]
