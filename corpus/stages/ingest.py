@@ -524,12 +524,41 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
         ing.drop_revoked(writer)
     finally:
         ing.close()
+    warnings = check_source_rows(cfg.sources, writer)
     return writer.finish({
+        "warnings": warnings,
         "decontamination": {"index_seconds": round(t_index, 3), "eval_sets": index.index_stats()},
         "images_dir": "images",
         "heldout_output": heldout_name,
         "unmapped_raw_categories_this_attempt": ing.taxonomy.unmapped(),
     })
+
+
+def check_source_rows(sources: list[SourceSpec], writer: StageWriter) -> list[str]:
+    """Warn about every enabled source that gave no row; raise SourceError below a source's ``min_rows``.
+
+    A source's rows are its kept plus held-out rows (what it contributes to the corpus).
+    """
+    counts: Counter = Counter()
+    for p in sorted((writer.path / "_units").glob("*.json")):
+        counts.update(json.loads(p.read_text(encoding="utf-8")))
+    warnings, errors = [], []
+    for spec in sources:
+        if not spec.enabled:
+            continue
+        read = counts[f"rows_in:{spec.name}"]
+        got = counts[f"kept:{spec.name}"] + counts[f"heldout:{spec.name}"]
+        where = spec.hub or spec.path
+        if got == 0:
+            what = f"read no record from {where}" if read == 0 else f"kept none of its {read} records (all dropped)"
+            warnings.append(f"source {spec.name!r} gave 0 rows: it {what}")
+            log.warning("ingest: %s", warnings[-1])
+        if spec.min_rows is not None and got < spec.min_rows:
+            errors.append(f"source {spec.name!r} gave {got} rows ({read} records read from {where}), fewer than its "
+                          f"min_rows {spec.min_rows}")
+    if errors:
+        raise SourceError("; ".join(errors))
+    return warnings
 
 
 def _write_units(ing: Ingest, writer: StageWriter, schema, heldout_name: str | None) -> None:
