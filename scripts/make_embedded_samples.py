@@ -337,6 +337,11 @@ def encode(im: Image.Image, fmt: str, **kw) -> bytes:
     return buf.getvalue()
 
 
+def cropped(im: Image.Image, columns: int) -> Image.Image:
+    """A slightly cropped copy: ``columns`` pixel columns cut off the left edge (a different file, a near image)."""
+    return im.crop((columns, 0, im.width, im.height))
+
+
 def exif_jpeg(seed: int) -> bytes:
     """A JPEG stored sideways with EXIF orientation 6 (viewers rotate it 90 degrees clockwise)."""
     exif = Image.Exif()

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 from image_source_helpers import SAMPLES, png, run, spec
-from scripts_path import make_embedded_samples as mk  # the VOC writer of the embedded samples
+from samples_script import make_embedded_samples as mk  # the VOC writer of the embedded samples
 
 from corpus.sources.base import ImageInput, SourceError
 from corpus.sources.hod import DEFAULT_CLASSES, parse_voc, parse_yolo
