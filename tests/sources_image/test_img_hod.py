@@ -100,7 +100,7 @@ def _hod_layout(tmp_path, n_images: int = 16):
         (base / sub).mkdir(parents=True)
     stems = [f"img_hod_{i:06d}" for i in range(1, n_images + 1)]
     for i, stem in enumerate(stems):
-        (base / "jpg" / f"{stem}.jpg").write_bytes(png(stem, colour=(10 * i, 80, 200 - 10 * i)))
+        (base / "jpg" / f"{stem}.jpg").write_bytes(mk.encode(mk.drawn(3000 + i, (64, 48), stem[-2:]), "JPEG"))
         if i == n_images - 1:
             continue  # image without annotation
         objects = [] if i == n_images - 2 else [DEFAULT_CLASSES[i % len(DEFAULT_CLASSES)]]
