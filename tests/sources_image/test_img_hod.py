@@ -71,7 +71,8 @@ def test_real_annotations_through_the_adapter(real, tmp_path):
 def test_embedded_sample_and_class_list():
     root = SAMPLES / "hod/dataset/all"
     drafts, drops = run(spec("hod", root, root / "jpg"))
-    assert [d.reason for _, d in drops] == ["hod:bad_annotation"]
+    assert [(d.reason, d.detail.split()[1] if d.reason == "missing_annotation" else "") for _, d in drops] == [
+        ("hod:bad_annotation", ""), ("missing_annotation", "img_hod_000110.jpg"), ("no_objects", "")]
     assert len(drafts) == 12
     cats = {d.source_id: d.raw_categories for _, d in drafts}
     assert cats["img_hod_000102"] == ["alcohol", "cigarette"] and cats["img_hod_000001"] == ["blood"]

@@ -24,8 +24,8 @@ def test_embedded_sample_labels_and_categories():
     path = SAMPLES / "unsafebench/data/train-00000-of-00001.parquet"
     rows = pq.read_table(path).to_pylist()
     drafts, drops = run(spec("unsafebench", path))
-    assert [(i, d.reason) for i, d in drops] == [(12, "unknown_label:safety_label")]
-    assert len(drafts) == 15
+    assert [(i, d.reason) for i, d in drops] == [(12, "unknown_label:safety_label"), (16, "missing_value:image")]
+    assert len(drafts) == 15 + 6  # + the planted perceptual-hash pairs (tests/sources_image/test_img_embedded.py)
     for i, d in drafts:
         row = rows[i]
         assert d.prompt is None and d.response is None and d.images == [ImageInput(data=row["image"]["bytes"])]
