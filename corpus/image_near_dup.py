@@ -49,26 +49,31 @@ class ImageClusters:
         if not 0 <= max_distance <= 64:
             raise ValueError(f"max_distance must be in [0, 64], got {max_distance}")
         self.max_distance = max_distance
-        self._hashes: dict[str, list[int]] = {}
+        self._arrays: dict[str, np.ndarray] = {}  # text key -> hash buffer (grown by doubling)
+        self._counts: dict[str, int] = {}
         self._members: dict[str, list[tuple[str, str]]] = {}  # text key -> [(side, row id)] per hash
-        self._arrays: dict[str, np.ndarray] = {}
 
     def add(self, key: str, phashes: Iterable[int], side: str, row_id: str) -> None:
         if side not in SIDES:
             raise ValueError(f"side must be one of {SIDES}, got {side!r}")
         for h in phashes:
-            self._hashes.setdefault(key, []).append(int(h))
+            n = self._counts.get(key, 0)
+            arr = self._arrays.get(key)
+            if arr is None or n == len(arr):
+                grown = np.zeros(max(8, 2 * n), dtype=np.uint64)
+                if arr is not None:
+                    grown[:n] = arr
+                self._arrays[key] = arr = grown
+            arr[n] = np.uint64(int(h))
+            self._counts[key] = n + 1
             self._members.setdefault(key, []).append((side, row_id))
-            self._arrays.pop(key, None)
 
     def nearest(self, key: str, phashes: Iterable[int]) -> ClusterHit | None:
         """The nearest earlier member within ``max_distance`` of any of ``phashes``; None if there is none."""
-        hashes = self._hashes.get(key)
-        if not hashes:
+        n = self._counts.get(key, 0)
+        if not n:
             return None
-        arr = self._arrays.get(key)
-        if arr is None:
-            arr = self._arrays[key] = np.array(hashes, dtype=np.uint64)
+        arr = self._arrays[key][:n]
         best: tuple[int, int, str] | None = None
         for h in phashes:
             dist = _popcount(arr ^ np.uint64(int(h)))
@@ -85,7 +90,7 @@ class ImageClusters:
         return ClusterHit(best[0], SIDES[best[1]], best[2])
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self._hashes.values())
+        return sum(self._counts.values())
 
 
 def _popcount(x: np.ndarray) -> np.ndarray:
