@@ -1,8 +1,10 @@
 """Stage ``ingest``: read every seed source into unified sample rows.
 
-Per record: adapter conversion (label mapping) → text checks → images validated and stored once by
-sha256 → id → seeded sampling by source fraction → exact dedup (within and across sources) →
-decontamination against the eval sets → held-out split (e.g. the 20% HarmImageTest images).
+Per record: adapter conversion (label mapping) → text checks (length, reserved tokens) → images validated
+and stored once by sha256 → id → seeded sampling by source fraction → exact dedup (within and across
+sources; copies with conflicting labels: ``label_conflict``) → decontamination against the eval sets →
+image near-duplicate clusters (:mod:`corpus.image_near_dup`) → held-out split by cluster (e.g. the 20%
+HarmImageTest images). Copies voided by a later conflicting copy are moved to dropped/ at the end.
 Records are processed in units of ``part_rows`` records; each unit is one Parquet part, so a
 killed run resumes at the first unfinished unit and ends with the same rows.
 """
