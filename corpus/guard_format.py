@@ -25,8 +25,17 @@ from corpus.templates import load_prompt
 
 SYSTEM_PROMPT_FILE = "guard_system.txt"
 IMAGE_TOKEN = "<image>"
-#: strings that must never occur inside untrusted text of a guard sample (they would break the format)
-RESERVED_TOKENS = (IMAGE_TOKEN, "<think>", "</think>", "<result>", "</result>")
+#: media placeholders the target trainers expand into media inputs: LLaMA-Factory (IMAGE/VIDEO/AUDIO_PLACEHOLDER
+#: defaults), verl/EasyR1 (<image>, <video>), ms-swift (<image>, <video>, <audio>, <ref-object>, <bbox>)
+TRAINER_PLACEHOLDERS = (IMAGE_TOKEN, "<video>", "<audio>", "<ref-object>", "<bbox>")
+#: special tokens of the Qwen2-VL / Qwen2.5-VL tokenizer: in plain text they are read as control or media tokens
+QWEN_VL_SPECIAL_TOKENS = (
+    "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
+    "<|image_pad|>", "<|video_pad|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>",
+    "<|quad_start|>", "<|quad_end|>",
+)
+#: strings that must never occur inside untrusted text of a guard sample (they would break the format or a trainer)
+RESERVED_TOKENS = (*TRAINER_PLACEHOLDERS, "<think>", "</think>", "<result>", "</result>", *QWEN_VL_SPECIAL_TOKENS)
 
 HARM_LABELS = ("harmful", "unharmful")
 REFUSAL_LABELS = ("refusal", "compliance")

@@ -162,6 +162,13 @@ def normalise_image(data: bytes, *, max_pixels: int, max_bytes: int) -> Normalis
     )
 
 
+def stored_phash(path: Path) -> int:
+    """The perceptual hash of a stored image file (the same as its :class:`NormalisedImage`'s ``phash``)."""
+    with Image.open(path) as im:
+        im.load()
+        return phash(im)
+
+
 def image_relpath(sha256: str, fmt: str) -> str:
     """Path of a stored image relative to the run directory."""
     return f"images/{sha256[:2]}/{sha256}.{EXTENSIONS.get(fmt, fmt.lower())}"

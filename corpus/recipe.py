@@ -46,6 +46,9 @@ class SourceSpec(Strict):
     images_root: str | None = Field(None, description="Folder or zip where relative image paths in records resolve.")
     fraction: float = Field(1.0, gt=0.0, le=1.0, description="Share of the source kept (seeded, by sample id).")
     limit: int | None = Field(None, gt=0, description="Read at most this many records.")
+    min_rows: int | None = Field(
+        None, ge=1, description="Fail the ingest when the source yields fewer records (0 records always warns)."
+    )
     enabled: bool = True
     options: dict[str, Any] = Field(default_factory=dict, description="Adapter options (validated by the adapter).")
 
@@ -71,12 +74,37 @@ class DecontamConfig(Strict):
     eval_sets: list[SourceSpec] = Field(default_factory=list)
 
 
+class LabelConflictConfig(Strict):
+    """Copies of one sample (same normalised text and images) whose gold labels disagree."""
+
+    keep: Literal["none", "priority"] = Field(
+        "none", description="none: every copy is dropped (label_conflict); priority: the copy of the source "
+        "listed first in `priority` is kept (copies of equally ranked sources are all dropped)."
+    )
+    priority: list[str] = Field(default_factory=list, description="Source names, most trusted first.")
+
+    @model_validator(mode="after")
+    def _priority_given(self) -> LabelConflictConfig:
+        if self.keep == "priority" and not self.priority:
+            raise ValueError("keep: priority needs `priority`, the source names most trusted first")
+        return self
+
+
+class NearDuplicateConfig(Strict):
+    """Images within a perceptual-hash distance of each other: one cluster, on one side of the held-out split."""
+
+    enabled: bool = True
+    phash_max_distance: int = Field(4, ge=0, le=32, description="Max Hamming distance of 64-bit perceptual hashes.")
+
+
 class IngestConfig(Strict):
     part_rows: int = Field(5000, ge=1, description="Rows per Parquet part (bounds memory).")
     max_text_chars: int = Field(200_000, ge=1, description="Longer prompts/responses are dropped (text_too_long).")
     max_image_pixels: int = Field(89_478_485, ge=1, description="Larger images are dropped (image:too_large).")
     max_image_bytes: int = Field(50_000_000, ge=1)
     dedup: bool = True
+    label_conflict: LabelConflictConfig = Field(default_factory=LabelConflictConfig)
+    near_duplicate: NearDuplicateConfig = Field(default_factory=NearDuplicateConfig)
     workers: int = Field(0, ge=0, description="Processes that decode images (0: one per core, up to 8; 1: none).")
     taxonomy: str | None = Field(None, description="Taxonomy YAML; default: the shipped corpus/taxonomy.yaml.")
     sources: list[SourceSpec] = Field(default_factory=list)
@@ -89,6 +117,9 @@ class IngestConfig(Strict):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"duplicate source names {dup}")
+        unknown = sorted(set(self.label_conflict.priority) - set(names))
+        if unknown:
+            raise ValueError(f"label_conflict.priority names unknown sources {unknown}; sources: {names}")
         return self
 
 

@@ -81,6 +81,8 @@ class Source:
     def __init__(self, spec: Any, options: BaseModel | None = None):
         self.spec = spec
         self.options = options if options is not None else self.Options.model_validate(spec.options or {})
+        #: ``spec.images_root`` resolved by the recipe (set by the ingest stage; adapters that walk it use it)
+        self.images_root: Path | None = None
 
     def records(self, path: Path | None) -> Iterator[Record]:
         """Raw records of the source; ``path`` is ``spec.path`` resolved by the recipe (None for hub ids)."""
@@ -122,8 +124,26 @@ def adapters() -> dict[str, type[Source]]:
     return dict(_REGISTRY)
 
 
+def label_missing(value: Any) -> bool:
+    """True for a label cell that holds nothing: None, NaN (pandas-written files) or a blank string."""
+    if value is None:
+        return True
+    if isinstance(value, float) and value != value:
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def missing_label(column: str, value: Any = None, absent: bool = False) -> Drop:
+    """The drop of a record whose label cell is absent, null or empty: ``missing_label:<column>``."""
+    state = "absent" if absent else ("null" if value is None or value != value else f"empty ({value!r})")
+    return Drop(f"missing_label:{column}", f"{column} is {state}: the record has no label")
+
+
 def map_label(value: Any, mapping: dict[Any, str | None], column: str) -> str | None | Drop:
-    """Map a seed label through ``mapping``; an unknown value is a Drop naming column and value."""
+    """Map a seed label through ``mapping``; a missing value is ``missing_label:<column>``, an unknown one
+    ``unknown_label:<column>`` (both Drops naming column and value)."""
+    if label_missing(value):
+        return missing_label(column, value)
     key = value.strip().lower() if isinstance(value, str) else value
     for k, v in mapping.items():
         kk = k.strip().lower() if isinstance(k, str) else k

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from corpus.sources.base import Draft, Drop, ImageInput, Source, register
+from corpus.sources.base import Draft, Drop, ImageInput, Source, missing_label, register
 from corpus.sources.loaders import as_image_input
 from corpus.sources.text import Strict, is_missing, one_category, split_categories, text
 
@@ -135,7 +135,7 @@ class Declarative(Source):
         if isinstance(images, Drop):
             return images
         if prompt is None and not images:
-            return Drop(f"missing_field:{o.images}", f"{o.images} holds no image")
+            return Drop(f"missing_value:{o.images}", f"{o.images} holds no image")
         labels: dict[str, str | None] = {}
         for name in _ALLOWED:
             got = self._label(getattr(o, name), fields, name)
@@ -166,7 +166,7 @@ class Declarative(Source):
         value = fields.get(rule.column)
         if is_missing(value):
             if rule.missing == "drop":
-                return Drop(f"missing_field:{rule.column}", f"{name} column {rule.column} is empty")
+                return missing_label(rule.column, value, absent=rule.column not in fields)
             return None
         table = {_key(k): v for k, v in rule.values.items()}
         if _key(value) not in table:

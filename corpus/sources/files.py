@@ -14,6 +14,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from corpus.images import ImageRejected
+from corpus.sources.base import SourceError
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -64,6 +65,9 @@ class ImageRoot:
             raise FileNotFoundError(f"image root {self.location} does not exist")
         self.is_zip = self.location.is_file() and zipfile.is_zipfile(self.location)
         if not self.is_zip and not self.location.is_dir():
+            if self.location.suffix.lower() == ".zip":
+                raise ValueError(f"image root {self.location} is neither a folder nor a zip file: damaged zip "
+                                 "archive (truncated, or a Git LFS pointer; its central directory is missing)")
             raise ValueError(f"image root {self.location} is neither a folder nor a zip file")
         self.prefix = clean_relpath(prefix) + "/" if prefix else ""
         self._zip: zipfile.ZipFile | None = None
@@ -74,7 +78,11 @@ class ImageRoot:
 
     def _archive(self) -> zipfile.ZipFile:
         if self._zip is None:
-            self._zip = zipfile.ZipFile(self.location)
+            try:
+                self._zip = zipfile.ZipFile(self.location)
+            except (zipfile.BadZipFile, OSError) as exc:  # the whole root is unusable: a clear error, not a drop
+                cause = f"{type(exc).__name__}: {exc}"
+                raise SourceError(f"image root {self.location}: damaged zip archive [{cause}]") from None
             self._names = set(self._zip.namelist())
         return self._zip
 

@@ -10,7 +10,9 @@ three of the four train sets have the response ``None``). Labels come from ``out
   refusal); ``refusal``/``compliance`` need no option. A bare ``harmful``/``unharmful`` without ``task``
   is a recipe error (SourceError).
 
-An output with reasoning before its answers block is kept verbatim in ``meta["reasoning_output"]``.
+An output with reasoning before its answers block is kept verbatim in ``meta["reasoning_output"]``; an
+output that is text but holds no answers block (cut before its answers) is dropped as ``malformed_input``
+(its reasoning is never read as a label).
 """
 
 from __future__ import annotations
@@ -71,11 +73,17 @@ class GuardReasoner(Source):
 
             answers = parse_answers(output)
             request, response_label, refusal = answers.request, answers.response, answers.refusal
+            if not answers.found:
+                return Drop("malformed_input", f"output ({len(output)} characters) has an answers marker but no "
+                                               "Request/Response/Completion line after it: cut before its answers?")
             if request is None and response_label is None and refusal is None:
                 return Drop("unknown_label:output", f"no readable label in the answers block: {output[-120:]!r}")
             head = output[: output.lower().rfind("answers")].strip().strip("-").strip()
             if head:
                 meta["reasoning_output"] = output
+        elif len(output.split()) > 1:  # text, not a bare label: reasoning whose answers block is missing
+            return Drop("malformed_input", f"output ({len(output)} characters) is neither a bare label nor holds an "
+                                           "'Answers:' block with Request/Response labels: cut before its answers?")
         else:
             labels = self._bare(output.strip(), response)
             if isinstance(labels, Drop):

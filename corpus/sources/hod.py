@@ -6,9 +6,11 @@ Real layout: ``dataset/all/jpg/img_hod_NNNNNN.jpg``, ``dataset/all/xml/img_hod_N
 
 Recipe: ``path`` is the annotation folder (``.../xml`` or ``.../txt``), or the folder holding ``xml/``
 and ``txt/`` (then option ``annotations`` picks one); ``images_root`` is the image folder or a zip of it
-(required). ``records()`` walks the annotation files in name order; each one's image is the file of the same stem
-(``image_ext``, default ``.jpg``) in ``images_root``, passed on as ``ImageInput(ref=...)`` (a missing image
-becomes the ingest drop ``image:missing``).
+(required). ``records()`` walks the IMAGES and the annotation files together, in stem order, so every
+file is accounted for: an image with its annotation is a row (``ImageInput(ref=...)``); an image without
+an annotation file is dropped (``missing_annotation``); an annotation without any object is dropped
+(``no_objects``); an unreadable annotation is dropped (``hod:bad_annotation``); an annotation whose image
+is absent refers to ``<stem><image_ext>`` (default ``.jpg``), which the ingest stage drops as ``image:missing``.
 
 Options: ``annotations: xml|txt``; ``classes`` (YOLO index -> name; default alcohol, insulting_gesture,
 blood, cigarette, gun, knife, the order under which the real ``img_hod_000011.txt`` class 2 is the
@@ -23,6 +25,7 @@ Rows are image-only (prompt harm); the distinct object class names are the raw c
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from corpus.sources.base import Draft, Drop, ImageInput, Record, Source, SourceError, register
 from corpus.sources.image_sources import LabelChoice, choice_label, local_path
+from corpus.sources.loaders import IMAGE_SUFFIXES
 
 DEFAULT_CLASSES = ["alcohol", "insulting_gesture", "blood", "cigarette", "gun", "knife"]
 
@@ -99,34 +103,63 @@ class HOD(Source):
         sub = base / self.options.annotations
         return sub if sub.is_dir() else base
 
+    def _images(self) -> dict[str, str]:
+        """Stem -> path (relative to ``images_root``) of every image file directly in the image root."""
+        root = self.images_root or local_path(self.spec.images_root, f"hod source {self.spec.name!r}: images_root")
+        root = Path(root)
+        if root.is_dir():
+            names = [p.name for p in root.iterdir() if p.is_file()]
+        elif zipfile.is_zipfile(root):
+            with zipfile.ZipFile(root) as zf:
+                names = [n for n in zf.namelist() if not n.endswith("/") and "/" not in n]
+        else:
+            raise SourceError(f"hod source {self.spec.name!r}: images_root {root} is neither a folder nor a zip file")
+        out: dict[str, str] = {}
+        for name in sorted(names):
+            stem, dot, ext = name.rpartition(".")
+            if dot and ("." + ext.lower()) in IMAGE_SUFFIXES:
+                out.setdefault(stem, name)
+        return out
+
     def records(self, path: Path | None = None) -> Iterator[Record]:
         if getattr(self.spec, "hub", None):
             raise SourceError("hod reads a local annotation folder (`path`), not a hub dataset")
+        if not self.spec.images_root and self.images_root is None:
+            raise SourceError(f"hod source {self.spec.name!r}: images_root (the image folder or zip) is required")
         ann_dir = self._annotation_dir(path)
         ext = "." + self.options.annotations
-        files = sorted(p for p in ann_dir.iterdir() if p.is_file() and p.suffix.lower() == ext)
-        if not files:
+        annotations = {p.stem: p for p in ann_dir.iterdir() if p.is_file() and p.suffix.lower() == ext}
+        if not annotations:
             raise SourceError(f"hod: no *{ext} annotation files in {ann_dir}")
+        images = self._images()
         limit = self.spec.limit
-        for index, f in enumerate(files):
+        for index, stem in enumerate(sorted(annotations.keys() | images.keys())):
             if limit is not None and index >= limit:
                 return
+            f = annotations.get(stem)
+            image = images.get(stem, stem + self.options.image_ext)
+            if f is None:
+                yield Record(index, {"stem": stem, "annotation": None, "image": image, "objects": []})
+                continue
             try:
                 if ext == ".xml":
                     parsed = parse_voc(f.read_bytes())
                 else:
                     parsed = parse_yolo(f.read_text(encoding="utf-8"), self.options.classes)
-            except (ValueError, UnicodeDecodeError) as exc:
+            except (ValueError, UnicodeDecodeError, OSError) as exc:
                 yield Record(index, None, Drop("hod:bad_annotation", f"{f.name}: {exc}"))
                 continue
-            image = f.stem + self.options.image_ext
-            yield Record(index, {"stem": f.stem, "annotation": f.name, "image": image, **parsed})
+            yield Record(index, {"stem": stem, "annotation": f.name, "image": image, **parsed})
 
     def convert(self, fields: dict[str, Any], index: int) -> list[Draft] | Drop:
         image = fields.get("image")
         if not image:
-            return Drop("image:missing", f"annotation {fields.get('annotation')} names no image")
+            return Drop("missing_value:image", f"annotation {fields.get('annotation')} names no image")
+        if not fields.get("annotation"):
+            return Drop("missing_annotation", f"image {image} has no {self.options.annotations} annotation file")
         objects = list(fields.get("objects") or [])
+        if not objects:
+            return Drop("no_objects", f"annotation {fields.get('annotation')} lists no object: nothing harmful shown")
         meta = {"annotation": fields.get("annotation"), "objects": objects,
                 "annotated_size": [fields.get("width"), fields.get("height")],
                 "label_rule": f"option label={self.options.label} (unverified: HOD assumed all harmful)"}

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from corpus.sources.base import HARMFUL, UNHARMFUL, Drop, ImageInput, SourceError
+from corpus.sources.base import HARMFUL, UNHARMFUL, Drop, ImageInput, SourceError, label_missing, missing_label
 
 #: a label option: a fixed gold label, or "teacher" (null label, decided during synthesis)
 LabelChoice = Literal["harmful", "unharmful", "teacher"]
@@ -41,9 +41,9 @@ def image_input(value: Any, column: str = "image") -> ImageInput | Drop:
     try:
         image = as_image_input(value)
     except TypeError:
-        return Drop("image:missing", f"{column} has unsupported type {type(value).__name__}")
+        return Drop(f"invalid_field:{column}", f"{column} has unsupported type {type(value).__name__}")
     if image is None:
-        return Drop("image:missing", f"{column} has neither bytes nor path")
+        return Drop(f"missing_value:{column}", f"{column} is null: neither bytes nor path")
     if image.data is not None and not image.data:
         return Drop("image:empty", f"{column} is empty bytes")
     return image
@@ -57,6 +57,8 @@ def safety_value_label(value: Any, column: str) -> str | Drop:
     """
     if isinstance(value, bool):
         return UNHARMFUL if value else HARMFUL
+    if label_missing(value):
+        return missing_label(column, value)
     if isinstance(value, str):
         v = value.strip().lower()
         if v in ("safe", "unharmful", "harmless", "benign"):

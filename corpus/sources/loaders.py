@@ -10,6 +10,10 @@ Record index = position of the record in the file (0-based; blank lines are not 
 that cannot be decoded becomes ``Record(index, None, Drop(...))`` (``invalid_utf8``, ``invalid_json``,
 ``invalid_csv``) and reading goes on. A required column absent from the file raises
 :class:`SourceError` naming the source, the file, the column and the columns present.
+
+A file that cannot be read at all (a truncated gzip, a damaged zip or Parquet file, a Git LFS pointer
+checked out instead of the data, an I/O error) raises :class:`SourceError` naming the source, the file
+and the cause (:func:`read_error`), never a bare ``EOFError``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 import re
 import sys
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -59,20 +64,64 @@ def iter_records(
     required = tuple(required_columns)
     if getattr(spec, "hub", None):
         gen = _iter_hub(spec, required)
+        where = f"hub dataset {spec.hub!r}"
     else:
         if path is None:
             if not spec.path:
                 raise SourceError(f"source {spec.name!r}: neither `hub` nor `path` is set")
             path = resolve_path(spec.path, base_dir)
         gen = _iter_local(spec, Path(path), required)
+        member = getattr(spec, "member", None)
+        where = f"{path}:{member}" if member else str(path)
     limit = getattr(spec, "limit", None)
     try:
-        for n, rec in enumerate(gen):
-            if limit is not None and n >= limit:
+        n = 0
+        while limit is None or n < limit:
+            try:
+                rec = next(gen)
+            except StopIteration:
                 break
+            except SourceError:
+                raise
+            except Exception as exc:  # the file itself is unreadable: one clear error, not a bare EOFError
+                raise read_error(spec, where, exc) from exc
             yield rec
+            n += 1
     finally:
         gen.close()
+
+
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+
+def is_lfs_pointer(head: bytes) -> bool:
+    """True if ``head`` (the first bytes of a file) is a Git LFS pointer instead of the file's content."""
+    return head.lstrip().startswith(LFS_POINTER)
+
+
+def read_error(spec: Any, where: str, exc: BaseException) -> SourceError:
+    """A SourceError naming the source, the file and the cause of a read failure."""
+    return SourceError(f"source {getattr(spec, 'name', '?')!r}: cannot read {where}: {read_error_cause(where, exc)}")
+
+
+def read_error_cause(where: str, exc: BaseException) -> str:
+    """A plain-words cause of a read failure (truncated gzip, damaged zip, ...), with the original message."""
+    msg = f"{type(exc).__name__}: {exc}"
+    gz = ".gz" in where.lower()
+    if isinstance(exc, EOFError):
+        what = "truncated gzip" if gz else "truncated file"
+        return f"{what} (the data ends before its end-of-stream marker; was the download cut short?) [{msg}]"
+    if isinstance(exc, gzip.BadGzipFile):
+        return f"not a gzip file although its name ends in .gz [{msg}]"
+    if isinstance(exc, zlib.error):
+        return f"corrupt compressed data [{msg}]"
+    if isinstance(exc, zipfile.BadZipFile):
+        return f"damaged zip archive [{msg}]"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text [{msg}]"
+    if isinstance(exc, OSError):
+        return f"I/O error or damaged file [{msg}]"
+    return msg
 
 
 def as_image_input(value: Any) -> ImageInput | None:
@@ -84,10 +133,12 @@ def as_image_input(value: Any) -> ImageInput | None:
     if isinstance(value, str):
         return ImageInput(ref=value) if value else None
     if isinstance(value, dict):
-        if value.get("path") and not value.get("bytes"):
-            return ImageInput(ref=str(value["path"]))
-        if value.get("bytes") is not None:  # zero bytes included: the image check reports image:empty
+        # Bytes present (zero bytes included) are the image: b"" is image:empty, never a lookup of ``path``
+        # (HF keeps the original file name there, and a file of that name under images_root is another image).
+        if value.get("bytes") is not None:
             return ImageInput(data=bytes(value["bytes"]))
+        if value.get("path"):
+            return ImageInput(ref=str(value["path"]))
         return None
     raise TypeError(f"cannot read an image from a {type(value).__name__} value")
 
@@ -139,7 +190,7 @@ def _with_bytes(value: Any) -> Any:
     through the datasets file system so the image does not depend on a local path."""
     if isinstance(value, list):
         return [_with_bytes(v) for v in value]
-    if isinstance(value, dict) and not value.get("bytes") and value.get("path"):
+    if isinstance(value, dict) and value.get("bytes") is None and value.get("path"):
         from datasets.utils.file_utils import xopen
 
         try:
@@ -182,7 +233,14 @@ def _iter_local(spec: Any, path: Path, required: tuple[str, ...]) -> Iterator[Re
         raise SourceError(f"source {spec.name!r}: file not found: {path}")
     member = getattr(spec, "member", None)
     fmt = detect_format(path, member, getattr(spec, "format", "auto"))
+    if path.is_file():
+        _check_not_pointer(spec, path, fmt)
     is_zip = path.is_file() and zipfile.is_zipfile(path)
+    if member and not is_zip:
+        raise SourceError(f"source {spec.name!r}: cannot read {path}: `member` is set but the file is not a "
+                          "readable zip archive (damaged, truncated or not a zip)")
+    if path.is_file() and not is_zip and path.name.lower().endswith(".zip"):
+        raise SourceError(f"source {spec.name!r}: cannot read {path}: damaged zip archive (truncated, or not a zip)")
     if fmt == "imagefolder":
         yield from _iter_imagefolder(spec, path, required, is_zip)
         return
@@ -203,6 +261,16 @@ def _iter_local(spec: Any, path: Path, required: tuple[str, ...]) -> Iterator[Re
             yield from _csv(spec, stream, desc, required, delim)
         else:
             raise SourceError(f"source {spec.name!r}: unsupported format {fmt!r}")
+
+
+def _check_not_pointer(spec: Any, path: Path, fmt: str) -> None:
+    """SourceError if ``path`` is a Git LFS pointer file (the repository was cloned without ``git lfs pull``)."""
+    with open(path, "rb") as f:
+        head = f.read(256)
+    if is_lfs_pointer(head):
+        kind = {"parquet": "a Parquet", "json": "a JSON", "jsonl": "a JSON Lines", "csv": "a CSV"}.get(fmt, "a data")
+        raise SourceError(f"source {spec.name!r}: cannot read {path}: not {kind} file — it is a Git LFS pointer "
+                          "(the repository was cloned without its LFS data: run `git lfs pull`)")
 
 
 @contextlib.contextmanager
@@ -254,7 +322,13 @@ def _parquet(spec: Any, stream: IO[bytes], desc: str, required: tuple[str, ...])
     try:
         pf = pq.ParquetFile(stream)
     except Exception as exc:
-        raise SourceError(f"source {spec.name!r}: {desc} is not a readable Parquet file: {exc}") from None
+        hint = ""
+        with contextlib.suppress(Exception):
+            stream.seek(0)
+            if is_lfs_pointer(stream.read(256)):
+                hint = " — is this a Git LFS pointer? (run `git lfs pull`)"
+        raise SourceError(f"source {spec.name!r}: cannot read {desc}: not a readable Parquet file{hint} "
+                          f"[{type(exc).__name__}: {exc}]") from None
     _check_columns(spec, desc, pf.schema_arrow.names, required)
     idx = 0
     for batch in pf.iter_batches(batch_size=_BATCH):

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from corpus.sources.base import HARMFUL, UNHARMFUL, Draft, Drop, Source, map_label, register
+from corpus.sources.base import HARMFUL, UNHARMFUL, Draft, Drop, Source, map_label, missing_label, register
 
 SAFE_UNSAFE = {"safe": UNHARMFUL, "unsafe": HARMFUL}
 HARM_LABELS = {"harmful": HARMFUL, "unharmful": UNHARMFUL}
@@ -62,6 +62,8 @@ def flag(value: Any, column: str) -> bool | Drop:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "1.0", "0.0"):
         return value.strip().lower() in ("true", "1", "1.0")
+    if is_missing(value):
+        return missing_label(column, value)
     return Drop(f"unknown_label:{column}", f"{column}={_short(value)} is not a boolean (true/false or 0/1)")
 
 
@@ -128,7 +130,7 @@ class WildGuardMix(Source):
         raw = fields.get("prompt_harm_label")
         if is_missing(raw):
             if self.options.unlabelled_prompt == "drop":
-                return Drop("unknown_label:prompt_harm_label", "prompt_harm_label is null (annotators disagreed)")
+                return Drop("missing_label:prompt_harm_label", "prompt_harm_label is null (annotators disagreed)")
             request = None
         else:
             request = map_label(raw, HARM_LABELS, "prompt_harm_label")
@@ -187,12 +189,12 @@ class Aegis1(Source):
         if isinstance(n, Drop):
             return n
         if n < 1:
-            return Drop("invalid_field:num_annotations", f"num_annotations={n}")
+            return Drop("missing_label:labels_0", f"num_annotations={n}: no annotator labelled this record")
         labels = []
         for i in range(n):
             col = f"labels_{i}"
             if col not in fields:
-                return Drop(f"missing_field:{col}", f"num_annotations={n} but the record has no {col}")
+                return Drop(f"missing_label:{col}", f"num_annotations={n} but the record has no {col}")
             value = fields[col]
             if is_missing(value):
                 continue
@@ -200,7 +202,7 @@ class Aegis1(Source):
                 return Drop(f"invalid_field:{col}", f"{col}={_short(value)} is not text")
             labels.append(value)
         if not labels:
-            return Drop("missing_field:labels_0", f"all {n} annotator labels are null")
+            return Drop("missing_label:labels_0", f"all {n} annotator labels are null")
         winner, votes = Counter(labels).most_common(1)[0]
         label = UNHARMFUL if winner.strip().casefold() == "safe" else HARMFUL
         meta = {"text_type": text_type, "labels": labels, "votes": votes, "num_annotations": n}

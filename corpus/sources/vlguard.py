@@ -74,8 +74,10 @@ class VLGuard(Source):
         if isinstance(label, Drop):
             return label
         path = fields.get("image")
-        if not isinstance(path, str) or not path.strip():
-            return Drop("image:missing", "record has no image path")
+        if path is None or (isinstance(path, str) and not path.strip()):
+            return Drop("missing_value:image", "the record's image path is null or empty")
+        if not isinstance(path, str):
+            return Drop("invalid_field:image", f"image is a {type(path).__name__}, not a path")
         raw = [c for c in (fields.get("harmful_category"), fields.get("harmful_subcategory"))
                if isinstance(c, str) and c.strip()]
         meta = {"subset": prefix_of(path), "image_path": path, "instr_resp": fields.get("instr-resp") or []}

@@ -32,6 +32,7 @@ HUMAN = "Human user:\n"
 ASSISTANT = "\n\nAI assistant:\n"
 _USER_ROLES, _ASSISTANT_ROLES = {"user", "human"}, {"assistant", "gpt"}
 _INDEX = re.compile(r"\{index(?::0(\d+)d)?\}")
+_REQUEST_KEY = re.compile(r"(?im)^[\s*#]*request\s*\**\s*:")
 
 
 def split_guard_input(text: str) -> tuple[str | None, str | None, int] | None:
@@ -115,8 +116,13 @@ class GuardReasonerVL(Source):
         parsed = parse_answers(target)
         if not parsed.found:  # gold labels written bare ("Request: harmful\nResponse: None"), without a block
             parsed = parse_answers("Answers:\n" + target)
+        if not parsed.found:
+            return Drop("malformed_input", f"the assistant turn ({len(target)} characters) holds no Request/Response "
+                                           "labels: cut before its result block?")
         if parsed.request is None:
-            return Drop("unknown_label:request", f"no Request: label in {target[-200:]!r}")
+            if _REQUEST_KEY.search(target):
+                return Drop("unknown_label:request", f"unreadable Request: label in {target[-200:]!r}")
+            return Drop("missing_label:request", "the result block has no Request: label")
         meta: dict[str, Any] = {"image_placeholders": n_placeholders}
         if self.adapter == "guardreasoner_vl":
             meta["target"] = target

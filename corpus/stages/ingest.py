@@ -1,8 +1,10 @@
 """Stage ``ingest``: read every seed source into unified sample rows.
 
-Per record: adapter conversion (label mapping) → text checks → images validated and stored once by
-sha256 → id → seeded sampling by source fraction → exact dedup (within and across sources) →
-decontamination against the eval sets → held-out split (e.g. the 20% HarmImageTest images).
+Per record: adapter conversion (label mapping) → text checks (length, reserved tokens) → images validated
+and stored once by sha256 → id → seeded sampling by source fraction → exact dedup (within and across
+sources; copies with conflicting labels: ``label_conflict``) → decontamination against the eval sets →
+image near-duplicate clusters (:mod:`corpus.image_near_dup`) → held-out split by cluster (e.g. the 20%
+HarmImageTest images). Copies voided by a later conflicting copy are moved to dropped/ at the end.
 Records are processed in units of ``part_rows`` records; each unit is one Parquet part, so a
 killed run resumes at the first unfinished unit and ends with the same rows.
 """
@@ -25,12 +27,14 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpus.dedup import Deduper, content_key
-from corpus.images import ImageRejected, NormalisedImage, image_entry, normalise_image, store_image
+from corpus.dedup import Deduper, LabelConflicts, content_key
+from corpus.guard_format import reserved_tokens_in
+from corpus.image_near_dup import ImageClusters, text_key
+from corpus.images import ImageRejected, NormalisedImage, image_entry, normalise_image, store_image, stored_phash
 from corpus.schema import load_schema
 from corpus.sources.base import Draft, Drop, Source, SourceError, adapter_class
 from corpus.sources.files import ImageRoot
-from corpus.store import StageWriter, part_name, stable_hash
+from corpus.store import StageWriter, part_name, stable_hash, write_json_atomic, write_parquet_atomic
 from corpus.taxonomy import Taxonomy
 
 if TYPE_CHECKING:
@@ -117,7 +121,11 @@ class SourceReader:
         self.adapter: Source = cls(spec, cls.Options.model_validate(spec.options))
         self.path = recipe.resolve(spec.path)
         root = recipe.resolve(spec.images_root) if spec.images_root else None
-        self.image_root = ImageRoot(root) if root is not None else None
+        try:
+            self.image_root = ImageRoot(root) if root is not None else None
+        except (OSError, ValueError) as exc:
+            raise SourceError(f"source {spec.name!r}: images_root: {exc}") from None
+        self.adapter.images_root = root
         self.taxonomy_section = self.adapter.taxonomy_section or cls.adapter
 
     def records(self):
@@ -128,7 +136,10 @@ class SourceReader:
             return image.data
         if self.image_root is None:
             raise ImageRejected("image:no_root", f"image {image.ref!r} given by path but the source has no images_root")
-        return self.image_root.read(image.ref)
+        try:
+            return self.image_root.read(image.ref)
+        except SourceError as exc:
+            raise SourceError(f"source {self.spec.name!r}: {exc}") from None
 
 
 class Ingest:
@@ -140,6 +151,12 @@ class Ingest:
         self.run_dir = run_dir
         self.taxonomy = Taxonomy.load(recipe.resolve(self.cfg.taxonomy) if self.cfg.taxonomy else None)
         self.deduper = Deduper()
+        lc = self.cfg.label_conflict
+        self.conflicts = LabelConflicts(lc.keep, lc.priority)
+        #: row id -> detail of already kept copies that a later conflicting copy voids (moved at the end)
+        self.revoked: dict[str, str] = {}
+        nd = self.cfg.near_duplicate
+        self.clusters = ImageClusters(nd.phash_max_distance) if nd.enabled else None
         self.decontam = None
         self.workers = self.cfg.workers or min(os.cpu_count() or 1, 8)
         self._pool: ProcessPoolExecutor | None = None
@@ -183,6 +200,10 @@ class Ingest:
         for name, text in (("prompt", prompt), ("response", response)):
             if text is not None and len(text) > self.cfg.max_text_chars:
                 return Drop("text_too_long", f"{name} has {len(text)} characters (> {self.cfg.max_text_chars})")
+        for name, text in (("prompt", prompt), ("response", response)):
+            bad = reserved_tokens_in(text)
+            if bad:  # a trainer would read them as media placeholders or control tokens
+                return Drop("reserved_token", f"{name} contains {bad}, reserved by the guard format or a trainer")
         if prompt is not None and not prompt.strip():
             prompt = None
         if prompt is None and not d.images:
@@ -236,25 +257,62 @@ class Ingest:
     def decide(self, row: dict, phashes: list[int]) -> tuple[str, str | None, str]:
         """Where a converted row goes: ("kept"|"heldout"|"dropped", reason, detail).
 
-        Only kept and held-out rows enter the dedup seen-set: that is exactly what :meth:`replay_unit`
-        rebuilds from the written parts, so a resumed run decides every later row the same way.
+        Exact copy: ``duplicate``, or ``label_conflict`` when the copies' labels disagree (see
+        :class:`corpus.dedup.LabelConflicts`); then decontamination (``leak:<eval set>``); then the image
+        clusters (:mod:`corpus.image_near_dup`): a near-duplicate of a held-out row is held out too, one of a
+        kept row is dropped (``near_duplicate``); else the seeded held-out split.
+
+        Only kept and held-out rows enter the dedup seen-set and the clusters: that is exactly what
+        :meth:`replay_unit` rebuilds from the written parts, so a resumed run decides every later row the same way.
         """
         shas = [i["sha256"] for i in row["images"]]
         key = content_key(row["prompt"], row["response"], shas)
+        labels = (row["request_label"], row["response_label"], row["refusal_label"])
+        win = None
         if self.cfg.dedup and key in self.deduper:
-            return "dropped", "duplicate", "same normalised text and images as an earlier row"
+            verdict = self.conflicts.judge(key, row["id"], row["source"], labels)
+            if verdict.kind != "wins":
+                self._apply(key, verdict)
+                return "dropped", verdict.kind, verdict.detail
+            win = verdict
         if self.decontam is not None:
             hit = self.decontam.match(row["prompt"], row["response"], shas, phashes)
             if hit is not None:
                 bench, how = hit
                 return "dropped", f"leak:{bench}", f"matches eval set {bench} ({how})"
+        if win is not None:  # the same images as the copy it replaces: the same side of the split
+            self._apply(key, win)
+            return win.holder.side, None, ""
+        side = None
+        tkey = text_key(row["prompt"], row["response"])
+        if self.clusters is not None and phashes:
+            near = self.clusters.nearest(tkey, phashes)
+            if near is not None and near.side == "kept":
+                return "dropped", "near_duplicate", (
+                    f"perceptual-hash distance {near.distance} (max {self.clusters.max_distance}) to kept row "
+                    f"{near.row_id}")
+            if near is not None:
+                side = "heldout"  # every member of a held-out cluster is held out
+        if side is None:
+            side = "kept"
+            ho = self.cfg.heldout
+            if ho is not None and ho.fraction > 0 and row["modality"] in ho.modalities:
+                if unit_fraction(self.recipe.seed, "heldout", *sorted(shas) or [row["id"]]) < ho.fraction:
+                    side = "heldout"
+        self._remember(row, key, labels, tkey, phashes, side)
+        return side, None, ""
+
+    def _apply(self, key: str, verdict) -> None:
+        self.conflicts.apply(key, verdict)
+        if verdict.revoke is not None:
+            self.revoked.setdefault(*verdict.revoke)
+
+    def _remember(self, row: dict, key: str, labels, tkey: str, phashes: list[int], side: str) -> None:
         if self.cfg.dedup:
             self.deduper.seen(key)
-        ho = self.cfg.heldout
-        if ho is not None and ho.fraction > 0 and row["modality"] in ho.modalities:
-            if unit_fraction(self.recipe.seed, "heldout", *sorted(shas) or [row["id"]]) < ho.fraction:
-                return "heldout", None, ""
-        return "kept", None, ""
+            self.conflicts.first(key, row["id"], row["source"], labels, side)
+        if self.clusters is not None and phashes:
+            self.clusters.add(tkey, phashes, side, row["id"])
 
     # -- units -----------------------------------------------------------------------------------
     def units(self) -> Iterator[tuple[int, SourceReader, list]]:
@@ -347,15 +405,88 @@ class Ingest:
         return converted
 
     def replay_unit(self, writer: StageWriter, unit: int) -> None:
-        """Rebuild dedup state from a finished unit's kept and held-out parts (resume)."""
-        if not self.cfg.dedup:
-            return
-        dirs = [writer.path] + ([writer.path / self.cfg.heldout.name] if self.cfg.heldout else [])
-        for d in dirs:
+        """Rebuild dedup, label-conflict and image-cluster state from a finished unit's parts (resume)."""
+        sides = [(writer.path, "kept")] + ([(writer.path / self.cfg.heldout.name, "heldout")] if self.cfg.heldout
+                                           else [])
+        cols = ["id", "source", "prompt", "response", "images", "request_label", "response_label", "refusal_label"]
+        for d, side in sides:
             path = d / part_name(unit)
-            if path.exists():
-                for r in pq.read_table(path, columns=["prompt", "response", "images"]).to_pylist():
-                    self.deduper.seen(content_key(r["prompt"], r["response"], [i["sha256"] for i in r["images"]]))
+            if not path.exists():
+                continue
+            for r in pq.read_table(path, columns=cols).to_pylist():
+                key = content_key(r["prompt"], r["response"], [i["sha256"] for i in r["images"]])
+                labels = (r["request_label"], r["response_label"], r["refusal_label"])
+                phashes = ([stored_phash(self.run_dir / i["path"]) for i in r["images"]]
+                           if self.clusters is not None else [])
+                self._remember(r, key, labels, text_key(r["prompt"], r["response"]), phashes, side)
+        state = _conflict_file(writer, unit)
+        if state.exists():
+            data = json.loads(state.read_text(encoding="utf-8"))
+            self.conflicts.replay(data["events"])
+            for key, _ in data["events"]:  # seen even when its kept copy was already moved out
+                self.deduper.seen(key)
+            for row_id, detail in data["revoked"]:
+                self.revoked.setdefault(row_id, detail)
+
+    def save_conflicts(self, writer: StageWriter, unit: int, revoked_before: int) -> None:
+        """Write the unit's label-conflict events (before the unit is committed), or remove a stale file."""
+        events = self.conflicts.events()
+        revoked = list(self.revoked.items())[revoked_before:]
+        path = _conflict_file(writer, unit)
+        if events or revoked:
+            path.parent.mkdir(exist_ok=True)
+            write_json_atomic(path, {"events": events, "revoked": revoked})
+        elif path.exists():
+            path.unlink()
+
+    def drop_revoked(self, writer: StageWriter) -> int:
+        """Move the kept and held-out copies voided by a later conflicting copy into dropped/ (``label_conflict``).
+
+        Idempotent (a run killed in the middle redoes it): a part's dropped rows are written first, then its
+        kept rows without them. Images no remaining row uses are removed from the run.
+        """
+        if not self.revoked:
+            return 0
+        moved = 0
+        freed: set[str] = set()
+        sides = [writer.path] + ([writer.path / self.cfg.heldout.name] if self.cfg.heldout else [])
+        for d in sides:
+            for part in sorted(d.glob("part-*.parquet")):
+                table = pq.read_table(part)
+                ids = table.column("id").to_pylist()
+                gone = [i for i, row_id in enumerate(ids) if row_id in self.revoked]
+                if not gone:
+                    continue
+                rows = table.to_pylist()
+                drop_path = writer.path / "dropped" / part.name
+                old = pq.read_table(drop_path).to_pylist() if drop_path.exists() else []
+                have = {(r["id"], r["drop_reason"]) for r in old}
+                new = [{"drop_reason": "label_conflict", "detail": self.revoked[rows[i]["id"]], "id": rows[i]["id"],
+                        "source": rows[i]["source"], "source_split": rows[i]["source_split"],
+                        "source_id": rows[i]["source_id"], "record": record_json(rows[i])}
+                       for i in gone if (rows[i]["id"], "label_conflict") not in have]
+                if new:
+                    write_parquet_atomic(writer.dropped_schema.conform(pa.Table.from_pylist(old + new),
+                                                                       f"{STAGE}/{part.name} (dropped)"), drop_path)
+                keep = [r for i, r in enumerate(rows) if i not in set(gone)]
+                write_parquet_atomic(writer.schema.conform(pa.Table.from_pylist(keep, schema=table.schema),
+                                                           f"{STAGE}/{part.name}"), part)
+                freed.update(img["path"] for i in gone for img in rows[i]["images"])
+                moved += len(gone)
+                counters = writer.path / "_units" / f"{int(part.stem.split('-')[1]):05d}.json"
+                if counters.exists():  # a unit is one source: its kept / held-out counts are the part's rows
+                    c = json.loads(counters.read_text(encoding="utf-8"))
+                    c[f"{'kept' if d == writer.path else 'heldout'}:{rows[0]['source']}"] = len(keep)
+                    write_json_atomic(counters, c)
+        used = {img["path"] for d in sides for part in d.glob("part-*.parquet")
+                for imgs in pq.read_table(part, columns=["images"]).column("images").to_pylist() for img in imgs}
+        for rel in freed - used:
+            (self.run_dir / rel).unlink(missing_ok=True)
+        return moved
+
+
+def _conflict_file(writer: StageWriter, unit: int) -> Path:
+    return writer.path / "_conflicts" / f"{unit:05d}.json"
 
 
 def _normalise(args: tuple[bytes, int, int]) -> NormalisedImage | tuple[str, str]:
@@ -394,14 +525,44 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
     heldout_name = cfg.heldout.name if cfg.heldout else None
     try:
         _write_units(ing, writer, schema, heldout_name)
+        ing.drop_revoked(writer)
     finally:
         ing.close()
+    warnings = check_source_rows(cfg.sources, writer)
     return writer.finish({
+        "warnings": warnings,
         "decontamination": {"index_seconds": round(t_index, 3), "eval_sets": index.index_stats()},
         "images_dir": "images",
         "heldout_output": heldout_name,
         "unmapped_raw_categories_this_attempt": ing.taxonomy.unmapped(),
     })
+
+
+def check_source_rows(sources: list[SourceSpec], writer: StageWriter) -> list[str]:
+    """Warn about every enabled source that gave no row; raise SourceError below a source's ``min_rows``.
+
+    A source's rows are its kept plus held-out rows (what it contributes to the corpus).
+    """
+    counts: Counter = Counter()
+    for p in sorted((writer.path / "_units").glob("*.json")):
+        counts.update(json.loads(p.read_text(encoding="utf-8")))
+    warnings, errors = [], []
+    for spec in sources:
+        if not spec.enabled:
+            continue
+        read = counts[f"rows_in:{spec.name}"]
+        got = counts[f"kept:{spec.name}"] + counts[f"heldout:{spec.name}"]
+        where = spec.hub or spec.path
+        if got == 0:
+            what = f"read no record from {where}" if read == 0 else f"kept none of its {read} records (all dropped)"
+            warnings.append(f"source {spec.name!r} gave 0 rows: it {what}")
+            log.warning("ingest: %s", warnings[-1])
+        if spec.min_rows is not None and got < spec.min_rows:
+            errors.append(f"source {spec.name!r} gave {got} rows ({read} records read from {where}), fewer than its "
+                          f"min_rows {spec.min_rows}")
+    if errors:
+        raise SourceError("; ".join(errors))
+    return warnings
 
 
 def _write_units(ing: Ingest, writer: StageWriter, schema, heldout_name: str | None) -> None:
@@ -411,7 +572,9 @@ def _write_units(ing: Ingest, writer: StageWriter, schema, heldout_name: str | N
         if unit in done:
             ing.replay_unit(writer, unit)
             continue
+        revoked_before = len(ing.revoked)
         out, counts = ing.process(reader, records)
+        ing.save_conflicts(writer, unit, revoked_before)
         kept = pa.Table.from_pylist(out.kept, schema=schema.arrow) if out.kept else empty
         dropped = pa.Table.from_pylist(out.dropped) if out.dropped else None
         outputs = {}

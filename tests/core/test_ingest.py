@@ -272,3 +272,51 @@ def test_non_text_question_is_a_drop_not_a_crash(tmp_path):
     m = run(recipe, tmp_path / "o")
     assert m["rows_out"] == 0
     assert m["drop_reasons"] == {"empty_prompt": 1, "invalid_field:prompt": 1}
+
+
+@pytest.mark.parametrize("token", ["<image>", "<video>", "<audio>", "<ref-object>", "<bbox>", "<|image_pad|>",
+                                   "<|vision_start|>", "<|im_end|>", "</think>", "<result>"])
+def test_trainer_placeholders_are_reserved(tmp_path, token):
+    """LLaMA-Factory, verl and ms-swift expand these into media inputs (or read them as control tokens)."""
+    wg = write_wildguard(tmp_path / "wg.parquet", [
+        wildguard_row(f"Describe what happens in this clip {token} please"),
+        wildguard_row("a question", response=f"an answer with {token} inside"),
+        wildguard_row("How do I embed a clip with the HTML <vid> or <img> tag?"),  # not reserved
+    ])
+    m = run(recipe_file(tmp_path, [{"name": "wg", "adapter": "wildguardmix", "path": str(wg)}]), tmp_path / "o")
+    assert m["drop_reasons"] == {"reserved_token": 2}
+    details = sorted(d["detail"] for d in dropped(tmp_path / "o"))
+    assert details[0].startswith("prompt contains") and details[1].startswith("response contains")
+    assert all(token in d for d in details)
+    assert [r["prompt"] for r in rows(tmp_path / "o")] == ["How do I embed a clip with the HTML <vid> or <img> tag?"]
+
+
+def test_source_with_no_rows_warns_and_min_rows_makes_it_an_error(tmp_path):
+    import gzip
+
+    bt = tmp_path / "beavertails/round0/30k/train.jsonl.gz"
+    bt.parent.mkdir(parents=True)
+    bt.write_bytes(gzip.compress(b"", mtime=0))  # a valid, empty gzip: no record at all
+    wg = write_wildguard(tmp_path / "wg.parquet", [wildguard_row("fine prompt"), wildguard_row("odd", label="maybe")])
+    only_bad = write_wildguard(tmp_path / "bad.parquet", [wildguard_row("odd", label="maybe")])
+    sources = [{"name": "bt", "adapter": "beavertails", "path": str(bt)},
+               {"name": "wg", "adapter": "wildguardmix", "path": str(wg)},
+               {"name": "bad", "adapter": "wildguardmix", "path": str(only_bad)}]
+    recipe = recipe_file(tmp_path, sources)
+    res = subprocess.run([sys.executable, "-m", "corpus.cli", "ingest", str(recipe), "--out", str(tmp_path / "a")],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "WARNING" in res.stderr and "source 'bt' gave 0 rows: it read no record from" in res.stderr
+    assert "source 'bad' gave 0 rows: it kept none of its 1 records" in res.stderr
+    assert "'wg' gave 0" not in res.stderr
+    m = json.loads((tmp_path / "a/ingest/_manifest.json").read_text())
+    assert len(m["warnings"]) == 2
+
+    sources[0]["min_rows"] = 1
+    sources[1]["min_rows"] = 1
+    recipe = recipe_file(tmp_path, sources)
+    res = subprocess.run([sys.executable, "-m", "corpus.cli", "ingest", str(recipe), "--out", str(tmp_path / "b")],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "source 'bt' gave 0 rows" in res.stderr and "min_rows 1" in res.stderr and "'wg' gave" not in res.stderr
+    assert not (tmp_path / "b/ingest/_manifest.json").exists()  # the stage is not complete

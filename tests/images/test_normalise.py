@@ -170,3 +170,26 @@ def test_bmp_is_reencoded_losslessly(photo):
 def test_other_scene_has_other_hash():
     a, b = norm(encode(scene(1), "PNG")), norm(encode(scene(2), "PNG"))
     assert a.sha256 != b.sha256 and a.phash != b.phash
+
+
+def test_stored_phash_equals_the_normalised_phash(tmp_path):
+    """A resumed ingest rebuilds its image clusters from the stored files: their phash must be the one computed
+    at normalisation, whatever normalisation changed (EXIF rotation, CMYK, palette with transparency, BMP)."""
+    from image_factory import encode, scene
+
+    from corpus.images import normalise_image, store_image, stored_phash
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    cases = {
+        "plain_jpeg": encode(scene(1), "JPEG", quality=80),
+        "exif_rotated": encode(scene(2), "JPEG", exif=exif.tobytes()),
+        "cmyk": encode(scene(3).convert("CMYK"), "JPEG"),
+        "palette_alpha": encode(scene(4).convert("P", palette=Image.Palette.ADAPTIVE, colors=16), "PNG",
+                                transparency=0),
+        "bmp": encode(scene(5), "BMP"),
+    }
+    for name, data in cases.items():
+        norm = normalise_image(data, max_pixels=10**8, max_bytes=10**9)
+        entry = store_image(norm, tmp_path)
+        assert stored_phash(tmp_path / entry["path"]) == norm.phash, name

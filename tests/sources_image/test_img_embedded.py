@@ -32,7 +32,7 @@ def test_recipe_loads_and_every_path_exists():
                                                           "unsafebench", "vlguard", "hod", "spavl"}
     assert any(s.fraction < 1.0 for s in recipe.ingest.sources)
     assert recipe.ingest.heldout.modalities == ["image"] and recipe.ingest.heldout.fraction == 0.2
-    assert [e.name for e in recipe.ingest.decontaminate.eval_sets] == ["OpenAIModeration"]
+    assert [e.name for e in recipe.ingest.decontaminate.eval_sets] == ["OpenAIModeration", "VLGuardTest"]
     for s in [*recipe.ingest.sources, *recipe.ingest.decontaminate.eval_sets]:
         assert recipe.resolve(s.path).exists(), s.name
         if s.images_root:
@@ -105,7 +105,52 @@ def test_default_ingest_shows_the_drop_reasons(tmp_path):
     reasons = manifest["drop_reasons"]
     for reason in ("duplicate", "hod:bad_annotation", "image:corrupt", "image:missing", "image:too_large",
                    "image:truncated", "invalid_utf8", "leak:OpenAIModeration", "not_human_annotated",
-                   "sampled_out", "unknown_label:safety_label"):
+                   "sampled_out", "unknown_label:safety_label", "label_conflict", "near_duplicate",
+                   "leak:VLGuardTest", "missing_annotation", "no_objects", "missing_label:is_safe",
+                   "missing_label:labels_0", "missing_value:image", "reserved_token"):
         assert reason in reasons, reason
     assert reasons["leak:OpenAIModeration"] == 4 and reasons["duplicate"] == 2
+    assert reasons["label_conflict"] == 2 and reasons["near_duplicate"] == 1 and reasons["leak:VLGuardTest"] == 1
     assert manifest["outputs"]["harm_image_test"] > 0
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="shared real data not present")
+def test_default_perceptual_hash_cases(tmp_path):
+    """The planted copies, measured: only the perceptual hash sees them, and the split keeps each cluster together."""
+    import pyarrow.parquet as pq
+
+    from corpus.images import hamming, normalise_image
+    from corpus.sources.files import ImageRoot
+    from corpus.stages import ingest
+    from corpus.store import StageDir
+
+    def ph(data: bytes):
+        n = normalise_image(data, max_pixels=10**8, max_bytes=10**9)
+        return n.phash, n.sha256
+
+    recipe = load_recipe(resource("pipelines", "default.yaml"))
+    ub = {r["image"]["path"]: r["image"]["bytes"]
+          for r in pq.read_table(SAMPLES / "unsafebench/data/train-00000-of-00001.parquet").to_pylist() if r["image"]}
+    test = json.loads((SAMPLES / "eval/vlguard/test.json").read_text(encoding="utf-8"))
+    with ImageRoot(SAMPLES / "eval/vlguard/test.zip") as root:
+        ev = ph(root.read(test[0]["image"]))
+    leak, past = ph(ub["vlguard_test_copy_0.png"]), ph(ub["vlguard_test_copy_1.png"])
+    threshold = recipe.ingest.decontaminate.phash_max_distance
+    assert len({ev[1], leak[1], past[1]}) == 3  # sha256 differs: only the perceptual hash can match
+    assert 1 <= hamming(ev[0], leak[0]) <= threshold < hamming(ev[0], past[0]) <= threshold + 2
+    for stem in ("near_heldout", "near_train"):
+        a, b = ph(ub[f"{stem}_0.png"]), ph(ub[f"{stem}_1.png"])
+        assert a[1] != b[1] and 1 <= hamming(a[0], b[0]) <= recipe.ingest.near_duplicate.phash_max_distance
+
+    ingest.run(recipe, tmp_path / "run")
+    sd = StageDir(tmp_path / "run", "ingest")
+    where = {r["images"][0]["sha256"]: "kept" for r in sd.read().to_pylist() if r["images"]}
+    where.update({r["images"][0]["sha256"]: "heldout" for r in sd.read("harm_image_test").to_pylist()})
+    assert where[ph(ub["near_heldout_0.png"])[1]] == where[ph(ub["near_heldout_1.png"])[1]] == "heldout"
+    assert where[ph(ub["near_train_0.png"])[1]] == "kept" and ph(ub["near_train_1.png"])[1] not in where
+    assert leak[1] not in where and past[1] in where
+    by_reason = {d["drop_reason"]: d for d in sd.read("dropped").to_pylist()}
+    assert "(phash)" in by_reason["leak:VLGuardTest"]["detail"]
+    # without the clusters, the copy of the held-out picture would have stayed in train (its own sha256 split)
+    from corpus.stages.ingest import unit_fraction
+    assert unit_fraction(recipe.seed, "heldout", ph(ub["near_heldout_1.png"])[1]) >= recipe.ingest.heldout.fraction

@@ -5,7 +5,8 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from image_source_helpers import SAMPLES, run, spec
+from image_source_helpers import SAMPLES, png, run, spec
+from samples_script import make_embedded_samples as mk  # the VOC writer of the embedded samples
 
 from corpus.sources.base import ImageInput, SourceError
 from corpus.sources.hod import DEFAULT_CLASSES, parse_voc, parse_yolo
@@ -52,6 +53,9 @@ def test_real_annotations_through_the_adapter(real, tmp_path):
         shutil.copy(f, tmp_path / "xml")
     for f in real.glob("hod/*.txt"):
         shutil.copy(f, tmp_path / "txt")
+    (tmp_path / "jpg").mkdir()
+    for stem in REAL_SIZES:
+        (tmp_path / "jpg" / f"{stem}.jpg").write_bytes(png(stem))
     drafts, drops = run(spec("hod", tmp_path, tmp_path / "jpg"))
     assert not drops
     assert [d.source_id for _, d in drafts] == sorted(REAL_SIZES)
@@ -67,7 +71,8 @@ def test_real_annotations_through_the_adapter(real, tmp_path):
 def test_embedded_sample_and_class_list():
     root = SAMPLES / "hod/dataset/all"
     drafts, drops = run(spec("hod", root, root / "jpg"))
-    assert [d.reason for _, d in drops] == ["hod:bad_annotation"]
+    assert [(d.reason, d.detail.split()[1] if d.reason == "missing_annotation" else "") for _, d in drops] == [
+        ("hod:bad_annotation", ""), ("missing_annotation", "img_hod_000110.jpg"), ("no_objects", "")]
     assert len(drafts) == 12
     cats = {d.source_id: d.raw_categories for _, d in drafts}
     assert cats["img_hod_000102"] == ["alcohol", "cigarette"] and cats["img_hod_000001"] == ["blood"]
@@ -86,3 +91,52 @@ def test_embedded_sample_and_class_list():
 def test_folder_without_annotations(tmp_path):
     with pytest.raises(SourceError, match="no \\*.xml annotation files"):
         run(spec("hod", tmp_path, tmp_path))
+
+
+def _hod_layout(tmp_path, n_images: int = 16):
+    """HOD's real layout: dataset/all/{jpg,xml,txt}; the last image has no annotation file, the one before it an
+    annotation without objects (VOC without <object>, empty YOLO txt)."""
+    base = tmp_path / "dataset/all"
+    for sub in ("jpg", "xml", "txt"):
+        (base / sub).mkdir(parents=True)
+    stems = [f"img_hod_{i:06d}" for i in range(1, n_images + 1)]
+    for i, stem in enumerate(stems):
+        (base / "jpg" / f"{stem}.jpg").write_bytes(mk.encode(mk.drawn(3000 + i, (64, 48), stem[-2:]), "JPEG"))
+        if i == n_images - 1:
+            continue  # image without annotation
+        objects = [] if i == n_images - 2 else [DEFAULT_CLASSES[i % len(DEFAULT_CLASSES)]]
+        (base / "xml" / f"{stem}.xml").write_text(mk.voc_xml(stem, objects, (48, 32)), encoding="utf-8")
+        (base / "txt" / f"{stem}.txt").write_text(
+            "".join(f"{DEFAULT_CLASSES.index(o)} 0.5 0.5 0.2 0.2\n" for o in objects), encoding="utf-8")
+    return base, stems
+
+
+@pytest.mark.parametrize("annotations", ["xml", "txt"])
+def test_every_image_is_a_row_kept_or_dropped(tmp_path, annotations):
+    base, stems = _hod_layout(tmp_path)
+    drafts, drops = run(spec("hod", base, base / "jpg", options={"annotations": annotations}))
+    assert len(drafts) + len(drops) == 16  # 16 images in, 16 rows out
+    assert [(i, d.reason) for i, d in drops] == [(14, "no_objects"), (15, "missing_annotation")]
+    assert stems[15] in drops[1][1].detail
+
+
+def test_image_zip_root_and_ingest_drop_table(tmp_path):
+    import zipfile
+
+    import yaml
+
+    from corpus.recipe import load_recipe
+    from corpus.stages import ingest
+
+    base, stems = _hod_layout(tmp_path)
+    with zipfile.ZipFile(tmp_path / "jpg.zip", "w") as zf:
+        for p in sorted((base / "jpg").iterdir()):
+            zf.write(p, p.name)
+    (base / "xml" / "img_hod_000099.xml").write_text(
+        (base / "xml" / "img_hod_000001.xml").read_text().replace("img_hod_000001", "img_hod_000099"))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "t", "ingest": {"heldout": None, "sources": [
+        {"name": "hod", "adapter": "hod", "path": str(base), "images_root": str(tmp_path / "jpg.zip")}]}}))
+    m = ingest.run(load_recipe(recipe), tmp_path / "out")
+    assert m["rows_in"] == 17 and m["rows_out"] == 14
+    assert m["drop_reasons"] == {"no_objects": 1, "missing_annotation": 1, "image:missing": 1}

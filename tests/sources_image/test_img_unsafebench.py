@@ -24,8 +24,8 @@ def test_embedded_sample_labels_and_categories():
     path = SAMPLES / "unsafebench/data/train-00000-of-00001.parquet"
     rows = pq.read_table(path).to_pylist()
     drafts, drops = run(spec("unsafebench", path))
-    assert [(i, d.reason) for i, d in drops] == [(12, "unknown_label:safety_label")]
-    assert len(drafts) == 15
+    assert [(i, d.reason) for i, d in drops] == [(12, "unknown_label:safety_label"), (16, "missing_value:image")]
+    assert len(drafts) == 15 + 6  # + the planted perceptual-hash pairs (tests/sources_image/test_img_embedded.py)
     for i, d in drafts:
         row = rows[i]
         assert d.prompt is None and d.response is None and d.images == [ImageInput(data=row["image"]["bytes"])]
@@ -70,7 +70,8 @@ def test_image_as_bytes_column_and_path_only(tmp_path):
 
 
 @pytest.mark.parametrize("image, reason", [
-    (None, "image:missing"), ({"bytes": None, "path": None}, "image:missing"), (b"", "image:empty"),
+    (None, "missing_value:image"), ({"bytes": None, "path": None}, "missing_value:image"), (b"", "image:empty"),
+    (3.5, "invalid_field:image"),
 ])
 def test_missing_image_is_a_drop(tmp_path, image, reason):
     src = UnsafeBench(spec("unsafebench", tmp_path))

@@ -84,7 +84,8 @@ def test_embedded_sample(tmp_path):
 def test_bad_records_and_untouched_paths(tmp_path):
     src = VLGuard(spec("vlguard", tmp_path))
     assert src.convert({"id": "a", "image": "x/y.png", "safe": "maybe"}, 0).reason == "unknown_label:safe"
-    assert src.convert({"id": "a", "image": None, "safe": True}, 0).reason == "image:missing"
+    assert src.convert({"id": "a", "image": None, "safe": True}, 0).reason == "missing_value:image"
+    assert src.convert({"id": "a", "image": "x/y.png", "safe": None}, 0).reason == "missing_label:safe"
     out = src.convert({"id": "a", "image": "hatefulMemes/../../../etc/passwd", "safe": False}, 0)
     assert out[0].images == [ImageInput(ref="hatefulMemes/../../../etc/passwd")]  # ImageRoot rejects it later
     assert src.convert({"id": "b", "image": "a/b.png", "safe": "false"}, 1)[0].request_label == "harmful"

@@ -51,7 +51,11 @@ def test_sharegpt_train_file(tmp_path):
                           {"from": "gpt", "value": target}], "images": ["a/1.jpg", "a/2.jpg"]},
             {"messages": [{"role": "system", "content": INSTRUCTION},
                           {"role": "user", "content": guard_user_text("hi", None, 0)},
-                          {"role": "assistant", "content": "<think>x</think><result>\nResponse: None\n</result>"}]}]
+                          {"role": "assistant", "content": "<think>x</think><result>\nResponse: None\n</result>"}]},
+            {"messages": [{"role": "user", "content": guard_user_text("cut", None, 0)},
+                          {"role": "assistant", "content": "<think>\nStep 1: the request asks for"}]},
+            {"messages": [{"role": "user", "content": guard_user_text("odd", None, 0)},
+                          {"role": "assistant", "content": "<result>\nRequest: maybe\nResponse: None\n</result>"}]}]
     p = tmp_path / "GuardReasoner-VLTrainImage.json"
     p.write_text(json.dumps(rows), encoding="utf-8")
     drafts, drops = run(spec("guardreasoner_vl", p, tmp_path))
@@ -59,7 +63,8 @@ def test_sharegpt_train_file(tmp_path):
     assert (d.prompt, d.response, d.request_label, d.response_label) == ("Describe it.", "No.", "harmful", "unharmful")
     assert d.images == [ImageInput(ref="a/1.jpg"), ImageInput(ref="a/2.jpg")] and d.meta["target"] == target
     assert d.meta["image_placeholders"] == 2
-    assert [(i, x.reason) for i, x in drops] == [(1, "unknown_label:request")]
+    assert [(i, x.reason) for i, x in drops] == [(1, "missing_label:request"), (2, "malformed_input"),
+                                                 (3, "unknown_label:request")]
 
 
 def test_split_guard_input_roundtrip():

@@ -52,7 +52,8 @@ def test_wildguardmix_train(tmp_path):
     assert "'maybe'" in res.drops[0][1].detail
     assert res.drops[1][0] == 6 and res.drops[1][1].reason == "missing_field:prompt"
     strict = read_source("wildguardmix", p, options={"unlabelled_prompt": "drop"})
-    assert strict.reasons()["unknown_label:prompt_harm_label"] == 2
+    assert strict.reasons()["unknown_label:prompt_harm_label"] == 1  # "maybe"
+    assert strict.reasons()["missing_label:prompt_harm_label"] == 1  # null: no label, not an unknown one
 
 
 def test_wildguardmix_test_layout_keeps_agreements(tmp_path):
@@ -108,7 +109,7 @@ def test_aegis1_majority_vote(tmp_path, fmt):
     ]
     assert all(d.response is None for d in res.drafts)
     assert res.drafts[4].prompt == "User: hi\nAgent: {x}" and res.drafts[4].meta["text_type"] == "llm_response"
-    assert res.reasons() == {"missing_field:labels_0": 1}
+    assert res.reasons() == {"missing_label:labels_0": 1}
     only_users = read_source("aegis1", p, options={"text_types": ["user_message"]})
     assert only_users.reasons()["excluded:text_type"] == 1
 
@@ -118,7 +119,7 @@ def test_aegis1_num_annotations_beyond_columns(tmp_path):
            "labels_1": "Safe"}
     p = tmp_path / "a.jsonl"
     p.write_text(json.dumps(row) + "\n")
-    assert read_source("aegis1", p).reasons() == {"missing_field:labels_2": 1}
+    assert read_source("aegis1", p).reasons() == {"missing_label:labels_2": 1}
 
 
 def test_aegis2(tmp_path):
