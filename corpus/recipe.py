@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from corpus.concat import ConcatConfig
+from corpus.evaluation.config import EvaluateConfig
 from corpus.llm.config import SynthesizeConfig
 from corpus.resources import resource, samples_dir
 from corpus.stages.export import ExportConfig
@@ -109,6 +110,7 @@ class Recipe(Strict):
     rl_export: RlExportConfig = Field(default_factory=RlExportConfig)
     train_sft: TrainSFTConfig = Field(default_factory=TrainSFTConfig)
     train_rl: TrainRLConfig = Field(default_factory=TrainRLConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     #: the folder of the recipe file (local paths resolve against it); not part of the YAML
     base_dir: Path | None = Field(None, exclude=True)
 
