@@ -64,7 +64,8 @@ def score_all(predictions: Mapping[str, Sequence[dict]], protocol: str,
                 if gold_rows is None:
                     raise PredictionsError(
                         f"{benchmark}: its gold labels come from the benchmark rows (the released scorer reads "
-                        f"them from the benchmark file): list {name} in evaluate.benchmarks")
+                        f"them from the benchmark file): list {name} in ingest.decontaminate.eval_sets or "
+                        "evaluate.benchmarks")
                 if len(gold_rows) != len(lines):
                     raise PredictionsError(f"{benchmark}: {len(lines)} prediction lines but {len(gold_rows)} "
                                            "benchmark rows; they must match row for row")
