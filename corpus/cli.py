@@ -156,36 +156,40 @@ def evaluate(
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Score a guard on the benchmarks: --predictions DIR (released layout) or --model (generate, then score);
-    without either, the recipe's evaluate section. Table on stdout (or --json); also <out>/evaluate/."""
-    from corpus.evaluation.config import EvaluateConfig
+    """Score a guard on the benchmarks: --predictions DIR (released layout; the report goes to
+    <out>/evaluate/scores/<name>/) or --model (generate, then score: the evaluate stage); without either, the
+    recipe's evaluate section. Table on stdout, or --json."""
+    from corpus.evaluation.config import EvaluateConfig, PredictionsSpec
     from corpus.evaluation.report import render
 
     _setup_logging(verbose)
     if predictions is not None and model is not None:
         _fail(ValueError("give --predictions or --model, not both"))
+    stage = get_stage("evaluate")
     try:
         r = load_recipe(recipe)
-        cfg = r.evaluate.model_dump()
-        if predictions is not None:
-            entry = {"path": str(predictions.resolve()), "name": name, "reference": reference}
-            cfg.update(model=None, predictions=[{**entry, "protocol": protocol or "strict"}])
-        elif model is not None:
-            cfg.update(model=model, name=name, reference=reference, predictions=[])
-        for key, value in (("backend", backend), ("protocol", protocol), ("max_new_tokens", max_new_tokens)):
-            if value is not None and predictions is None:
-                cfg[key] = value
-        if base_url is not None:
-            cfg["openai"]["base_url"] = base_url
-        if limit is not None:
-            for b in cfg["benchmarks"]:
-                b["limit"] = min(limit, b["limit"] or limit)
-        try:
-            r = r.model_copy(update={"evaluate": EvaluateConfig.model_validate(cfg)})
-        except ValueError as exc:
-            raise RecipeError(f"evaluate options: {exc}") from None
         out.mkdir(parents=True, exist_ok=True)
-        reports = get_stage("evaluate").run(r, out, force=force)["reports"]
+        if predictions is not None:
+            spec = PredictionsSpec(path=str(predictions.resolve()), name=name, reference=reference,
+                                   protocol=protocol or "strict")
+            reports = [stage.score_predictions(r, out, spec)]
+        else:
+            cfg = r.evaluate.model_dump()
+            if model is not None:
+                cfg.update(model=model, name=name, reference=reference, predictions=[])
+            for key, value in (("backend", backend), ("protocol", protocol), ("max_new_tokens", max_new_tokens)):
+                if value is not None:
+                    cfg[key] = value
+            if base_url is not None:
+                cfg["openai"]["base_url"] = base_url
+            if limit is not None:
+                for b in cfg["benchmarks"]:
+                    b["limit"] = min(limit, b["limit"] or limit)
+            try:
+                r = r.model_copy(update={"evaluate": EvaluateConfig.model_validate(cfg)})
+            except ValueError as exc:
+                raise RecipeError(f"evaluate options: {exc}") from None
+            reports = stage.run(r, out, force=force)["reports"]
     except (*USER_ERRORS, ValueError) as exc:
         _fail(exc)
     if as_json:

@@ -84,6 +84,21 @@ def load_benchmark(recipe: Recipe, spec: SourceSpec, run_dir: Path | None, with_
     return rows
 
 
+def load_heldout(run_dir: Path, name: str, limit: int | None = None) -> list[BenchRow]:
+    """Rows the ingest stage held out as ``name`` (unified rows; their images are already in the run)."""
+    from corpus.store import StageDir
+
+    ingest = StageDir(run_dir, "ingest")
+    if not ingest.complete:
+        raise FileNotFoundError(f"evaluate: heldout {name!r} needs the finished `ingest` stage in {run_dir}")
+    table = ingest.read(output=name, columns=["source_id", "prompt", "response", "images", "request_label",
+                                              "response_label", "refusal_label"])
+    rows = [] if table is None else table.to_pylist()[:limit]
+    return [BenchRow(i, r["source_id"] or str(i), r["prompt"], r["response"],
+                     [{"sha256": im["sha256"], "path": im["path"]} for im in r["images"] or []],
+                     r["request_label"], r["response_label"], r["refusal_label"]) for i, r in enumerate(rows)]
+
+
 def gold_rows(rows: list[BenchRow]) -> list[dict[str, Any] | None]:
     """The gold labels of every row, row for row (the released scorer reads WildGuardTest's this way)."""
     return [None if r.drop and r.prompt is None else r.gold() for r in rows]

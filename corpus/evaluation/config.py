@@ -27,11 +27,16 @@ class BenchmarkSpec(_Strict):
     source: dict[str, Any] | None = Field(
         None, description="A source spec of its own (adapter, path or hub, split, images_root, options), read by "
         "the same eval-set adapters as ingest.")
+    heldout: str | None = Field(
+        None, description="Read the rows the ingest stage held out under this name (e.g. harm_image_test, the "
+        "paper's HarmImageTest split) from the run, instead of a source.")
     tasks: list[Task] | None = Field(None, description="Tasks scored (default: the scorer's map for known names).")
     limit: int | None = Field(None, gt=0, description="Answer only the first N rows (smoke tests).")
 
     @model_validator(mode="after")
     def _source_spec(self) -> BenchmarkSpec:
+        if self.heldout is not None and (self.source is not None or self.eval_set is not None):
+            raise ValueError("give `heldout` or a source (`source` / `eval_set`), not both")
         if self.source is not None:
             self.source_spec()  # validate the spec and its adapter options now
         return self

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from corpus.evaluation.benchmarks import BenchRow, gold_rows, load_benchmark
+from corpus.evaluation.benchmarks import BenchRow, gold_rows, load_benchmark, load_heldout
 from corpus.evaluation.predictions import PREDICTIONS_FILE, prediction_files, read_predictions, write_predictions
 from corpus.evaluation.protocols import GOLD_KEYS, benchmark_tasks, canonical
 from corpus.evaluation.published import find_published, require_published
@@ -33,7 +34,7 @@ from corpus.evaluation.report import build_report, render
 from corpus.guard_format import guard_messages
 from corpus.sampling.base import GenerationRequest, SamplingParams
 from corpus.schema import load_schema
-from corpus.store import StageDir, StageWriter, file_sha256, stable_hash, write_json_atomic
+from corpus.store import MANIFEST, StageDir, StageWriter, file_sha256, stable_hash, write_json_atomic
 
 if TYPE_CHECKING:
     from corpus.evaluation.config import EvaluateConfig
@@ -48,6 +49,7 @@ HELP = (
 )
 STAGE = "evaluate"
 PREDICTIONS_DIR = "predictions"
+SCORES_DIR = "scores"
 RESULTS_JSON = "results.json"
 RESULTS_TEXT = "results.txt"
 MODEL_STAGES = {"rl": "train-rl", "sft": "train-sft"}
@@ -202,7 +204,7 @@ def _sources(recipe: Recipe) -> list[tuple[Any, SourceSpec]]:
     cfg = recipe.evaluate
     eval_sets = list(recipe.ingest.decontaminate.eval_sets)
     try:
-        return [(b, b.source_spec(eval_sets)) for b in cfg.benchmarks]
+        return [(b, None if b.heldout else b.source_spec(eval_sets)) for b in cfg.benchmarks]
     except ValueError as exc:
         from corpus.recipe import RecipeError
 
@@ -217,11 +219,18 @@ def _predictions_inputs(recipe: Recipe) -> list[tuple[Any, Path, dict[str, Path]
     return out
 
 
-def _fingerprint(recipe: Recipe, sources, preds, identity) -> str:
+def _fingerprint(recipe: Recipe, run_dir: Path, sources, preds, identity) -> str:
     from corpus.stages.ingest import _path_fingerprint
 
     items: list[Any] = [{"model": identity}]
-    for _, spec in sources:
+    for bench, spec in sources:
+        if spec is None:
+            ingest = StageDir(run_dir, "ingest")
+            if not ingest.complete:
+                raise FileNotFoundError(f"evaluate benchmark {bench.name!r}: heldout {bench.heldout!r} needs the "
+                                        f"finished `ingest` stage in {run_dir}; run `corpus ingest` first")
+            items.append({"heldout": bench.heldout, "limit": bench.limit, "ingest": ingest.fingerprint()})
+            continue
         items.append({"spec": spec.model_dump(), "path": _path_fingerprint(recipe.resolve(spec.path)),
                       "images_root": _path_fingerprint(recipe.resolve(spec.images_root))})
     for _, _, files in preds:
@@ -244,10 +253,11 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
     model, identity = resolve_model(cfg, run_dir, recipe) if generate else (None, None)
     seed = recipe.seed if cfg.seed is None else cfg.seed
     config = {"evaluate": cfg.model_dump(exclude={"batch_size", "device"}), "model": identity, "seed": seed,
-              "sources": [s.model_dump() for _, s in sources]}
+              "sources": [s.model_dump() if s is not None else {"heldout": b.heldout} for b, s in sources]}
     schema = evaluated_schema()
+    read = sources if generate else [(b, s) for b, s in sources if s is not None]  # held-out rows: only to answer
     writer = StageWriter(run_dir, STAGE, schema, config=config,
-                         input_fingerprint=_fingerprint(recipe, sources, preds, identity), force=force)
+                         input_fingerprint=_fingerprint(recipe, run_dir, read, preds, identity), force=force)
     if writer.skipped:
         return writer.manifest()
     reports: list[dict] = []
@@ -264,14 +274,42 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
         reports.append(build_report(lines, cfg.protocol, name=name, tasks=tasks,
                                     published=_reference(cfg.reference, cfg.name, cfg.model)))
     for spec, path, files in preds:
-        lines = {b: read_predictions(p) for b, p in files.items()}
-        gold = _benchmark_gold(recipe, run_dir, sources, lines, loaded)
-        tasks = {b.name: b.tasks for b, _ in sources if b.tasks}
-        reports.append(build_report(lines, spec.protocol, name=spec.name or path.name, tasks=tasks,
-                                    benchmark_gold=gold, published=_reference(spec.reference, spec.name, path.name)))
-    write_json_atomic(writer.path / RESULTS_JSON, {"reports": reports})
-    (writer.path / RESULTS_TEXT).write_text("\n\n".join(render(r) for r in reports) + "\n", encoding="utf-8")
-    return writer.finish(extra={"reports": reports, "model_path": model})
+        reports.append(_score_folder(recipe, run_dir, sources, spec, path, files, loaded))
+    write_reports(writer.path, reports)
+    manifest = writer.finish(extra={"reports": reports, "model_path": model})
+    popped = [manifest["outputs"].pop(d, None) for d in (PREDICTIONS_DIR, SCORES_DIR)]
+    if any(p is not None for p in popped):  # JSON lines and reports, not Parquet outputs
+        write_json_atomic(writer.path / MANIFEST, manifest)
+    return manifest
+
+
+def write_reports(folder: Path, reports: list[dict]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / RESULTS_JSON, {"reports": reports})
+    (folder / RESULTS_TEXT).write_text("\n\n".join(render(r) for r in reports) + "\n", encoding="utf-8")
+
+
+def _score_folder(recipe: Recipe, run_dir: Path, sources, spec, path: Path, files: dict[str, Path],
+                  loaded: dict[str, list[BenchRow]]) -> dict:
+    lines = {b: read_predictions(p) for b, p in files.items()}
+    gold = _benchmark_gold(recipe, run_dir, sources, lines, loaded)
+    tasks = {b.name: b.tasks for b, _ in sources if b.tasks}
+    return build_report(lines, spec.protocol, name=spec.name or path.name, tasks=tasks, benchmark_gold=gold,
+                        published=_reference(spec.reference, spec.name, path.name))
+
+
+def score_predictions(recipe: Recipe, run_dir: Path | str, spec) -> dict:
+    """Score one prediction folder (a :class:`PredictionsSpec`) without touching the stage's checkpoint: the
+    report goes to ``<run>/evaluate/scores/<name>/results.json`` (and ``results.txt``) and is returned.
+
+    A rerun of the stage with a new configuration starts the stage folder afresh, scores included (cheap to redo).
+    """
+    run_dir = Path(run_dir)
+    path = recipe.resolve(spec.path)
+    report = _score_folder(recipe, run_dir, _sources(recipe), spec, path, prediction_files(path), {})
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", report["name"] or "predictions")
+    write_reports(run_dir / STAGE / SCORES_DIR / name, [report])
+    return report
 
 
 def _generate(recipe: Recipe, cfg: EvaluateConfig, run_dir: Path, writer: StageWriter, sources, model: str,
@@ -283,7 +321,8 @@ def _generate(recipe: Recipe, cfg: EvaluateConfig, run_dir: Path, writer: StageW
     unit = 0
     try:
         for bench, spec in sources:
-            rows = load_benchmark(recipe, spec, run_dir)
+            rows = (load_heldout(run_dir, bench.heldout, bench.limit) if spec is None
+                    else load_benchmark(recipe, spec, run_dir))
             loaded[bench.name] = rows
             tasks = tasks_of(bench.name, bench.tasks, rows)
             for start in range(0, max(len(rows), 1), cfg.unit_rows):
@@ -313,7 +352,7 @@ def _benchmark_gold(recipe: Recipe, run_dir: Path, sources, lines: dict[str, lis
         name = canonical(bench_name)
         if name not in GOLD_FROM_BENCHMARK or (bench_lines and "request_label" in bench_lines[0]):
             continue
-        match = next(((b, s) for b, s in sources if canonical(b.name) == name), None)
+        match = next(((b, s) for b, s in sources if canonical(b.name) == name and s is not None), None)
         if match is None:
             eval_set = next((s for s in recipe.ingest.decontaminate.eval_sets if canonical(s.name) == name), None)
             if eval_set is None:
@@ -331,11 +370,12 @@ def _benchmark_gold(recipe: Recipe, run_dir: Path, sources, lines: dict[str, lis
 
 def stats(run_dir: Path | str) -> dict:
     """The F1 tables of the finished stage: per report, one row per benchmark and task."""
-    m = StageDir(run_dir, STAGE).manifest()
-    if m is None:
-        return {}
+    sd = StageDir(run_dir, STAGE)
+    reports = list((sd.manifest() or {}).get("reports", []))
+    for p in sorted((sd.path / SCORES_DIR).glob("*/" + RESULTS_JSON)):
+        reports += json.loads(p.read_text(encoding="utf-8"))["reports"]
     out: dict[str, Any] = {}
-    for rep in m.get("reports", []):
+    for rep in reports:
         others = rep["other_protocol"]["results"]
         pubs = (rep.get("published") or {}).get("results") or [{}] * len(rep["results"])
         rows = [{"task": r["task"], "benchmark": r["benchmark"], "n": r["n"], "unparsable": r["unparsable"],

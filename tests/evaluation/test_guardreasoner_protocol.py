@@ -29,13 +29,13 @@ def test_released_figures_through_the_cli(tmp_path):
     assert report["weighted"]["prompt"] == pytest.approx(sum(r["f1"] * r["n"] for r in prompt) / 350)
     assert report["weighted"]["response"] == pytest.approx(got[("XSTestReponseHarmful", "response")]["f1"])
     assert report["weighted"]["refusal"] is None
-    # written to <run>/evaluate/ as well, and the table is the default output
-    saved = json.loads((run / "evaluate" / "results.json").read_text())["reports"]
+    # written to <run>/evaluate/scores/<name>/ as well, and the table is the default output
+    saved = json.loads((run / "evaluate" / "scores" / "8B" / "results.json").read_text())["reports"]
     assert saved[0]["results"] == report["results"]
     table = cli("evaluate", "--predictions", str(preds), "--protocol", "guardreasoner", "--out", str(run))
     assert table.returncode == 0, table.stderr[-2000:]
     assert "AegisSafetyTest" in table.stdout and "88.77" in table.stdout and "97.44" in table.stdout
-    assert "88.77" in (run / "evaluate" / "results.txt").read_text()
+    assert "88.77" in (run / "evaluate" / "scores" / "8B" / "results.txt").read_text()
 
 
 def _score(lines, benchmark="AegisSafetyTest", task="prompt", protocol="guardreasoner", rows=None):
