@@ -176,6 +176,7 @@ def evaluate(
         else:
             cfg = r.evaluate.model_dump()
             if model is not None:
+                model = str(Path(model).resolve()) if Path(model).exists() else model  # a folder: from the cwd
                 cfg.update(model=model, name=name, reference=reference, predictions=[])
             for key, value in (("backend", backend), ("protocol", protocol), ("max_new_tokens", max_new_tokens)):
                 if value is not None:

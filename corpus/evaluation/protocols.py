@@ -22,8 +22,12 @@ The released files never hit that case.
 
 ``strict`` (the default for new models) reads every prediction with the one parser of
 :mod:`corpus.guard_format` (final answers block or ``<result>``); an unreadable answer counts once as wrong
-whatever the gold, nothing is dropped, and the unreadable answers are counted. Gold labels are the same as
-above, lower-cased; a gold written as an answers block is read with the same parser.
+whatever the gold, nothing is dropped, and the unreadable answers are counted. Gold labels come from the
+same places as above, read as answer labels (``Harmful`` -> ``harmful``, ``harmless`` -> ``unharmful``; an
+unknown word counts as a missing gold); a gold written as an answers block is read with the same parser.
+
+The ``guardreasoner`` rules are the released scorer's own regular expressions, kept here on purpose: they are
+a protocol being reproduced, not a way of parsing answers (that is :mod:`corpus.guard_format`'s alone).
 """
 
 from __future__ import annotations

@@ -219,7 +219,17 @@ def _predictions_inputs(recipe: Recipe) -> list[tuple[Any, Path, dict[str, Path]
     return out
 
 
-def _fingerprint(recipe: Recipe, run_dir: Path, sources, preds, identity) -> str:
+def generation_config(cfg: EvaluateConfig, identity: Any, seed: int, sources) -> dict:
+    """Everything that decides the answers (hashed); protocol, names and prediction folders are not in it."""
+    out = {"model": identity, "backend": cfg.backend, "seed": seed, "max_new_tokens": cfg.max_new_tokens,
+           "unit_rows": cfg.unit_rows, "benchmarks": [b.model_dump() for b, _ in sources],
+           "sources": [s.model_dump() if s is not None else {"heldout": b.heldout} for b, s in sources]}
+    if cfg.backend == "transformers":
+        out["dtype"] = cfg.dtype
+    return out
+
+
+def _fingerprint(recipe: Recipe, run_dir: Path, sources, identity) -> str:
     from corpus.stages.ingest import _path_fingerprint
 
     items: list[Any] = [{"model": identity}]
@@ -233,8 +243,6 @@ def _fingerprint(recipe: Recipe, run_dir: Path, sources, preds, identity) -> str
             continue
         items.append({"spec": spec.model_dump(), "path": _path_fingerprint(recipe.resolve(spec.path)),
                       "images_root": _path_fingerprint(recipe.resolve(spec.images_root))})
-    for _, _, files in preds:
-        items.append({b: file_sha256(p) for b, p in files.items()})
     return stable_hash(items)
 
 
@@ -252,14 +260,22 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
     generate = bool(cfg.enabled and cfg.model is not None and sources)
     model, identity = resolve_model(cfg, run_dir, recipe) if generate else (None, None)
     seed = recipe.seed if cfg.seed is None else cfg.seed
-    config = {"evaluate": cfg.model_dump(exclude={"batch_size", "device"}), "model": identity, "seed": seed,
-              "sources": [s.model_dump() if s is not None else {"heldout": b.heldout} for b, s in sources]}
-    schema = evaluated_schema()
-    read = sources if generate else [(b, s) for b, s in sources if s is not None]  # held-out rows: only to answer
-    writer = StageWriter(run_dir, STAGE, schema, config=config,
-                         input_fingerprint=_fingerprint(recipe, run_dir, read, preds, identity), force=force)
+    gen = generation_config(cfg, identity, seed, sources) if generate else None
+    scoring = {"protocol": cfg.protocol, "name": cfg.name, "reference": cfg.reference,
+               "predictions": [[s.model_dump(), {b: file_sha256(p) for b, p in files.items()}]
+                               for s, _, files in preds]}
+    fingerprint = _fingerprint(recipe, run_dir, sources if generate else [], identity)
+
+    def open_writer(force: bool) -> StageWriter:
+        return StageWriter(run_dir, STAGE, evaluated_schema(), config=gen, input_fingerprint=fingerprint, force=force)
+
+    writer = open_writer(force)
     if writer.skipped:
-        return writer.manifest()
+        m = writer.manifest()
+        if m.get("scoring") == scoring:
+            return m
+        (writer.path / MANIFEST).unlink()  # same answers, new scoring: reopen the checkpoint (every unit done)
+        writer = open_writer(False)
     reports: list[dict] = []
     loaded: dict[str, list[BenchRow]] = {}
     if generate:
@@ -276,7 +292,7 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
     for spec, path, files in preds:
         reports.append(_score_folder(recipe, run_dir, sources, spec, path, files, loaded))
     write_reports(writer.path, reports)
-    manifest = writer.finish(extra={"reports": reports, "model_path": model})
+    manifest = writer.finish(extra={"generation": gen, "scoring": scoring, "reports": reports, "model_path": model})
     popped = [manifest["outputs"].pop(d, None) for d in (PREDICTIONS_DIR, SCORES_DIR)]
     if any(p is not None for p in popped):  # JSON lines and reports, not Parquet outputs
         write_json_atomic(writer.path / MANIFEST, manifest)
@@ -376,15 +392,12 @@ def stats(run_dir: Path | str) -> dict:
         reports += json.loads(p.read_text(encoding="utf-8"))["reports"]
     out: dict[str, Any] = {}
     for rep in reports:
-        others = rep["other_protocol"]["results"]
+        others, other = rep["other_protocol"]["results"], rep["other_protocol"]["protocol"]
         pubs = (rep.get("published") or {}).get("results") or [{}] * len(rep["results"])
         rows = [{"task": r["task"], "benchmark": r["benchmark"], "n": r["n"], "unparsable": r["unparsable"],
-                 f"f1_{rep['protocol']}": round(r["f1"], 2), f"f1_{o_proto(rep)}": round(o["f1"], 2),
+                 f"f1_{rep['protocol']}": round(r["f1"], 2), f"f1_{other}": round(o["f1"], 2),
                  "published": p.get("f1")} for r, o, p in zip(rep["results"], others, pubs)]
         weighted = {t: (None if v is None else round(v, 2)) for t, v in rep["weighted"].items()}
         out[f"{rep.get('name')} ({rep['protocol']})"] = {"results": rows, "weighted": weighted}
     return out
 
-
-def o_proto(rep: dict) -> str:
-    return rep["other_protocol"]["protocol"]

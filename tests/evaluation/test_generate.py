@@ -69,6 +69,14 @@ def test_openai_compatible_server(tmp_path):
                   env={"OPENAI_API_KEY": "sk-test"})
         assert res.returncode == 0, res.stderr[-3000:]
         bodies = list(srv.bodies.values())
+        # another protocol re-scores the stored answers: nothing is asked again
+        other = cli("evaluate", str(recipe), "--model", "guard-under-test", "--backend", "openai", "--base-url",
+                    srv.base_url, "--max-new-tokens", "256", "--protocol", "guardreasoner", "--json", "--out",
+                    str(run), env={"OPENAI_API_KEY": "sk-test"})
+        assert other.returncode == 0, other.stderr[-3000:]
+        assert srv.total_requests == len(bodies)
+        assert json.loads(other.stdout)["protocol"] == "guardreasoner"
+        assert json.loads(other.stdout)["other_protocol"]["results"] == json.loads(res.stdout)["results"]
     assert len(bodies) == 4 + 4 + 2 and all(b["model"] == "guard-under-test" for b in bodies)
     assert all(b["temperature"] == 0.0 for b in bodies)  # greedy
     assert sorted(count_images(b) for b in bodies) == [0] * 8 + [1, 1]  # the VL rows carry their image
