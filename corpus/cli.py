@@ -165,6 +165,76 @@ def adapters() -> None:
         typer.echo(f"{name:22s} {doc[0] if doc else ''}")
 
 
+# ---------------------------------------------------------------- evaluate (replaces the generic stage command)
+app.registered_commands[:] = [c for c in app.registered_commands if c.name != "evaluate"]
+
+
+@app.command("evaluate")
+def evaluate(
+    recipe: Path | None = typer.Argument(None, help=RECIPE_HELP),
+    out: Path = typer.Option(Path("runs/default"), "--out", "-o", help=OUT_HELP),
+    predictions: Path | None = typer.Option(
+        None, "--predictions", help="Score DIR/<Benchmark>/generated_predictions.jsonl (GuardReasoner's layout); "
+        "nothing is generated."),
+    model: str | None = typer.Option(
+        None, "--model", help="Generate with this guard (local folder, `tiny`, `rl`, `sft`, or the served name "
+        "with --backend openai) on the recipe's evaluate.benchmarks, then score."),
+    backend: str | None = typer.Option(None, "--backend", help="transformers, openai or vllm."),
+    base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server (http://HOST:PORT/v1)."),
+    protocol: str | None = typer.Option(None, "--protocol", help="strict (default) or guardreasoner (released)."),
+    name: str | None = typer.Option(None, "--name", help="Report name; a published model's name shows its figures."),
+    reference: str | None = typer.Option(None, "--reference", help="Published model to compare with, e.g. "
+                                         "'GuardReasoner 8B'."),
+    limit: int | None = typer.Option(None, "--limit", help="Answer only the first N rows of each benchmark."),
+    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens"),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object on stdout."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Score a guard on the benchmarks: --predictions DIR (released layout; the report goes to
+    <out>/evaluate/scores/<name>/) or --model (generate, then score: the evaluate stage); without either, the
+    recipe's evaluate section. Table on stdout, or --json."""
+    from corpus.evaluation.config import EvaluateConfig, PredictionsSpec
+    from corpus.evaluation.report import render
+
+    _setup_logging(verbose)
+    if predictions is not None and model is not None:
+        _fail(ValueError("give --predictions or --model, not both"))
+    stage = get_stage("evaluate")
+    try:
+        r = load_recipe(recipe)
+        out.mkdir(parents=True, exist_ok=True)
+        if predictions is not None:
+            spec = PredictionsSpec(path=str(predictions.resolve()), name=name, reference=reference,
+                                   protocol=protocol or "strict")
+            reports = [stage.score_predictions(r, out, spec)]
+        else:
+            cfg = r.evaluate.model_dump()
+            if model is not None:
+                model = str(Path(model).resolve()) if Path(model).exists() else model  # a folder: from the cwd
+                cfg.update(model=model, name=name, reference=reference, predictions=[])
+            for key, value in (("backend", backend), ("protocol", protocol), ("max_new_tokens", max_new_tokens)):
+                if value is not None:
+                    cfg[key] = value
+            if base_url is not None:
+                cfg["openai"]["base_url"] = base_url
+            if limit is not None:
+                for b in cfg["benchmarks"]:
+                    b["limit"] = min(limit, b["limit"] or limit)
+            try:
+                r = r.model_copy(update={"evaluate": EvaluateConfig.model_validate(cfg)})
+            except ValueError as exc:
+                raise RecipeError(f"evaluate options: {exc}") from None
+            reports = stage.run(r, out, force=force)["reports"]
+    except (*USER_ERRORS, ValueError) as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(reports[0] if len(reports) == 1 else {"reports": reports}, indent=2))
+    else:
+        typer.echo("\n\n".join(render(rep) for rep in reports) or "nothing to evaluate: the recipe lists no "
+                   "evaluate.benchmarks or evaluate.predictions")
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from corpus.concat import ConcatConfig
 from corpus.errors import RecipeError
+from corpus.evaluation.config import EvaluateConfig
 from corpus.llm.config import SynthesizeConfig
 from corpus.resources import resource, samples_dir
 from corpus.stages.export import ExportConfig
@@ -137,6 +138,7 @@ class Recipe(Strict):
     rl_export: RlExportConfig = Field(default_factory=RlExportConfig)
     train_sft: TrainSFTConfig = Field(default_factory=TrainSFTConfig)
     train_rl: TrainRLConfig = Field(default_factory=TrainRLConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     #: the folder of the recipe file (local paths resolve against it); not part of the YAML
     base_dir: Path | None = Field(None, exclude=True)
 

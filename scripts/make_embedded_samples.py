@@ -322,6 +322,16 @@ def make_eval_moderation(out: Path, mod: list[dict]) -> None:
         gz.write(data)
 
 
+def make_eval_predictions(out: Path, realdata: Path) -> None:
+    """GuardReasoner-8B's released prediction head files, byte for byte (gzipped), in the released layout
+    ``eval/guardreasoner_8B/<Benchmark>/generated_predictions.jsonl.gz`` (scored by the default evaluate stage)."""
+    for src in sorted((realdata / PRED_DIR).glob("*.jsonl")):
+        path = out / "eval/guardreasoner_8B" / src.name.split(".", 1)[0] / "generated_predictions.jsonl.gz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
+            gz.write(src.read_bytes())
+
+
 # ----------------------------------------------------------------------------------------- images
 
 
@@ -676,6 +686,9 @@ built). Contents warning: these come from safety datasets and include harmful re
 - `eval/vlguard/test.json` holds two real VLGuard test records; the images in `test.zip` are drawn. UnsafeBench
   rows copy one of them, slightly cropped: a leak only the perceptual hash catches, and one just past the
   threshold that is kept.
+- `eval/guardreasoner_8B/<Benchmark>/generated_predictions.jsonl.gz`: GuardReasoner-8B's released predictions
+  (yueliu1999/GuardReasoner `data/test/8B/`; the shared realdata head files byte for byte, gzipped), scored by
+  the default recipe's `evaluate.predictions` in the released scorer's protocol.
 
 Licenses of the underlying data: SimpleSafetyTests CC-BY-4.0, HarmBench MIT, Aegis CC-BY-4.0, XSTest CC-BY-4.0,
 OpenAI moderation MIT, VLGuard MIT, HOD (no license stated), GuardReasoner predictions (repo without license;
@@ -703,6 +716,7 @@ def main() -> None:
     make_toxicchat(out, prov, mod)
     make_eval_moderation(out, mod)
     make_eval_vlguard(out, args.realdata)
+    make_eval_predictions(out, args.realdata)
     make_unsafebench(out)
     make_vlguard(out, args.realdata)
     make_hod(out, args.realdata)

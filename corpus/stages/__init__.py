@@ -14,7 +14,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-STAGE_ORDER = ["ingest", "synthesize", "filter", "export", "train-sft", "sample", "concat", "rl-export", "train-rl"]
+STAGE_ORDER = ["ingest", "synthesize", "filter", "export", "train-sft", "sample", "concat", "rl-export", "train-rl",
+               "evaluate"]
 
 
 def module_name(stage: str) -> str:

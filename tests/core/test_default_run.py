@@ -32,6 +32,10 @@ def test_corpus_run_default_every_stage(tmp_path):
     assert "leak:OpenAIModeration" in ingest["dropped"]["by_reason"]
     assert report["stages"]["synthesize"]["manifest"]["rows_out"] == ingest["kept"]["rows"]
     assert report["stages"]["filter"]["kept"]["rows"] > 0
+    # evaluate: the tiny RL checkpoint on the embedded eval sets, and the shipped GuardReasoner-8B predictions
+    evaluate = report["stages"]["evaluate"]["details"]
+    assert {"train-rl (strict)", "GuardReasoner-8B (guardreasoner)"} <= set(evaluate)
+    assert (out / "evaluate" / "predictions" / "OpenAIModeration" / "generated_predictions.jsonl").is_file()
     # a second run is a no-op: every stage skipped, same fingerprints
     before = {s: StageDir(out, s).fingerprint() for s in STAGE_ORDER}
     res2 = subprocess.run([sys.executable, "-m", "corpus.cli", "run", "--out", str(out)], capture_output=True,
