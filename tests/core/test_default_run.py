@@ -52,14 +52,16 @@ def test_corpus_run_default_every_stage(tmp_path):
             part.unlink()
     kept_before = {s: sorted(p.name for p in StageDir(out, s).parts()) for s in ENGINE_STAGES}
     assert kept_before["filter"]  # filter resumes from the local engine's parts
-    shutil.rmtree(out / "train-rl")
+    skipped = ["train-rl", "evaluate"]  # --skip leaves them out: they are not run again
+    for stage in skipped:
+        shutil.rmtree(out / stage)
     res3 = subprocess.run([sys.executable, "-m", "corpus.cli", "run", "--out", str(out), "--engine", "ray",
-                           "--workers", "2", "--skip", "train-rl"], capture_output=True, text=True, env=env,
-                          timeout=900)
+                           "--workers", "2", "--skip", "train-rl", "--skip", "evaluate"], capture_output=True,
+                          text=True, env=env, timeout=900)
     assert res3.returncode == 0, res3.stderr[-3000:]
     assert "ray engine: local cluster" in res3.stderr
     for stage in ENGINE_STAGES:
         assert StageDir(out, stage).manifest()["timings"]["units_resumed"] == len(kept_before[stage])
-    after = {s: StageDir(out, s).fingerprint() for s in STAGE_ORDER if s != "train-rl"}
-    assert after == {s: f for s, f in before.items() if s != "train-rl"}
-    assert not StageDir(out, "train-rl").complete
+    after = {s: StageDir(out, s).fingerprint() for s in STAGE_ORDER if s not in skipped}
+    assert after == {s: f for s, f in before.items() if s not in skipped}
+    assert not any(StageDir(out, s).complete for s in skipped)
