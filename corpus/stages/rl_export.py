@@ -27,7 +27,6 @@ left out of every format and listed in the manifest.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
@@ -236,21 +235,14 @@ def validate_export(fmt: str, path: Path, extra_text: str = "") -> int:
 # ---------------------------------------------------------------- reward files
 
 
-def reward_files() -> dict[str, str]:
-    """Reward code shipped next to the exports, from ``corpus.training.rewards`` when that module exists."""
-    try:
-        rewards = importlib.import_module("corpus.training.rewards")
-    except ModuleNotFoundError as exc:
-        if exc.name != "corpus.training.rewards":
-            raise
-        return {}
-    out: dict[str, str] = {}
-    for rel, name in (("easyr1/guard_reward.py", "easyr1_reward_source"),
-                      ("swift/guard_reward_plugin.py", "swift_reward_plugin_source")):
-        fn = getattr(rewards, name, None)
-        if callable(fn):
-            out[rel] = fn()
-    return out
+def reward_files(recipe: Recipe | None = None) -> dict[str, str]:
+    """Stand-alone reward files shipped next to the exports (``corpus.training.rewards.reward_file_source``:
+    standard library only, the recipe's ``train_rl`` reward settings written into them)."""
+    from corpus.training.config import TrainRLConfig, reward_settings
+    from corpus.training.rewards import REWARD_FILES, reward_file_source
+
+    settings = reward_settings(recipe.train_rl if recipe is not None else TrainRLConfig())
+    return {rel: reward_file_source(trainer, settings) for trainer, rel in REWARD_FILES.items()}
 
 
 def easyr1_format_prompt() -> str:
@@ -271,7 +263,7 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
     up = StageDir(run_dir, UPSTREAM)
     if not up.complete:
         raise FileNotFoundError(f"rl-export needs the finished `{UPSTREAM}` stage in {run_dir}; run `corpus concat`")
-    extras = reward_files()
+    extras = reward_files(recipe)
     if "easyr1" in cfg.formats:
         extras["easyr1/format_prompt.jinja"] = easyr1_format_prompt()
     extras = {k: v for k, v in extras.items() if k.split("/")[0] in cfg.formats}

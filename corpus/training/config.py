@@ -62,12 +62,20 @@ class ClipSettings(_Strict):
 
 
 class RewardConfig(_Strict):
-    """Length-aware safety reward (corpus.training.rewards)."""
+    """Length-aware safety reward (corpus.training.rewards); the same settings go into every exported reward file."""
 
     length_aware: bool = True
     beta: float = Field(1.0, gt=0, le=1, description="1 = main model; 1/6 ≈ 0.1667 = Eco variant.")
-    length_floor: float = Field(0.01, gt=0, le=1, description="Floor of l_norm (bounds the penalty).")
+    length_floor: float = Field(
+        0.1, gt=0, le=1, description="Floor of l_norm: the reward lies in [-1/length_floor², 0] ([-100, 0]).")
     chars_per_token: float = Field(4.0, gt=0, description="Length estimate where no token count is given.")
+    format: Literal["search", "fullmatch"] = Field(
+        "search", description="I_format: search (paper family: <think>…</think><result>…</result> anywhere, a "
+        "preamble still counts) or fullmatch (the whole output is the two blocks).")
+    absent_response: Literal["none_or_missing", "none", "ignore"] = Field(
+        "none_or_missing", description="A sample without a response: `Response: None` and a missing Response "
+        "count alike (paper family), only `none`, or `ignore` the Response answer. The sampling judge uses the "
+        "same rule (corpus.guard_format.judge_labels).")
 
     @model_validator(mode="after")
     def _floor_below_beta(self) -> RewardConfig:
@@ -145,6 +153,14 @@ class TrainRLConfig(_TrainCommon):
     @property
     def steps_per_generation(self) -> int:
         return self.updates_per_rollout * self.gradient_accumulation_steps
+
+
+def reward_settings(cfg: TrainRLConfig):
+    """``corpus.training.rewards.RewardSettings`` of a ``train_rl`` section (``max_length`` =
+    ``max_completion_length``)."""
+    from corpus.training.rewards import RewardSettings
+
+    return RewardSettings(**cfg.reward.model_dump(), max_length=cfg.max_completion_length)
 
 
 #: the paper's settings (design §2), as overrides of the sections (8 GPUs, ZeRO-3, vLLM colocate for RL)

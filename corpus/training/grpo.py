@@ -15,6 +15,7 @@ from typing import Any
 
 from corpus.training.clipping import DynamicClipCallback
 from corpus.training.config import TrainRLConfig
+from corpus.training.config import reward_settings as config_reward_settings
 from corpus.training.rewards import RewardSettings, trl_reward_func
 from corpus.training.sft import common_trainer_args, load_model, load_processor, save_checkpoint
 
@@ -37,9 +38,7 @@ def load_rl_dataset(path: Path, limit: int | None = None):
 
 
 def reward_settings(cfg: TrainRLConfig) -> RewardSettings:
-    r = cfg.reward
-    return RewardSettings(length_aware=r.length_aware, beta=r.beta, length_floor=r.length_floor,
-                          max_length=cfg.max_completion_length, chars_per_token=r.chars_per_token)
+    return config_reward_settings(cfg)
 
 
 def grpo_args(cfg: TrainRLConfig, out_dir: Path, seed: int):
