@@ -118,6 +118,9 @@ def check(recipe: Path | None = typer.Argument(None, help=RECIPE_HELP)) -> None:
         _fail(exc)
     typer.echo(f"{r.name}: ok ({len(r.ingest.sources)} sources, "
                f"{len(r.ingest.decontaminate.eval_sets)} eval sets)")
+    from corpus.training.config import clip_schedule_line
+
+    typer.echo(clip_schedule_line(r.train_rl))
 
 
 @app.command()

@@ -50,6 +50,7 @@ from corpus.guard_format import (
     result_block,
 )
 from corpus.store import MANIFEST, StageDir, file_sha256, stable_hash, write_json_atomic
+from corpus.training.config import clip_schedule
 
 if TYPE_CHECKING:
     from corpus.recipe import Recipe
@@ -298,7 +299,8 @@ trainer passes its own).
 **Dynamic clipping exists only on the toolkit's TRL path** (`corpus train rl`). EasyR1, verl and ms-swift
 train with a constant clip ratio (e.g. EasyR1 `worker.actor.clip_ratio_low/high`, verl
 `actor_rollout_ref.actor.clip_ratio`); nothing shipped here changes that. `clip_schedule.json` lists the
-schedule (the clip range at every rollout step) for anyone who patches their trainer to follow it.
+schedule of the recipe (`train_rl.clip`: the range at every schedule step, one step per rollout batch
+by default, as the paper's EasyR1 fork counts) for anyone who patches their trainer to follow it.
 """
     verl = f"""# verl
 
@@ -350,6 +352,7 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
         extras["easyr1/format_prompt.jinja"] = easyr1_format_prompt()
     extras = {k: v for k, v in extras.items() if k.split("/")[0] in cfg.formats}
     extras.update(export_readmes(recipe, run_dir / STAGE, cfg.formats))
+    extras["clip_schedule.json"] = json.dumps(clip_schedule(recipe.train_rl, values=True), indent=2) + "\n"
     key = {
         "config_hash": stable_hash(cfg.model_dump()),
         "input_fingerprint": up.fingerprint(),

@@ -59,6 +59,9 @@ class ClipSettings(_Strict):
     epsilon: float = Field(0.2, gt=0, lt=1)
     epsilon_high: float | None = Field(None, gt=0, description="Asymmetric upper range (scaled alike).")
     floor: float = Field(0.0, ge=0, description="Lower bound of the scheduled range.")
+    per: Literal["rollout", "update"] = Field(
+        "rollout", description="Schedule step unit: rollout (the paper's EasyR1 trainer: one step per rollout "
+        "batch, every update on it uses the same range) or update (one step per optimizer step).")
 
 
 class RewardConfig(_Strict):
@@ -161,6 +164,33 @@ def reward_settings(cfg: TrainRLConfig):
     from corpus.training.rewards import RewardSettings
 
     return RewardSettings(**cfg.reward.model_dump(), max_length=cfg.max_completion_length)
+
+
+def clip_schedule(cfg: TrainRLConfig, values: bool = False) -> dict[str, Any]:
+    """The run's clip schedule: unit, steps, the range at first / 10% / 25% / 50% / last update (and, with
+    ``values``, at every schedule step)."""
+    from corpus.training.clip_schedule import schedule_points, schedule_step, schedule_values
+
+    c = cfg.clip
+    per_rollout = cfg.updates_per_rollout * cfg.num_iterations
+    _, steps = schedule_step(0, cfg.max_steps, c.per, per_rollout)
+    out: dict[str, Any] = {
+        "schedule": c.schedule, "epsilon": c.epsilon, "epsilon_high": c.epsilon_high, "floor": c.floor,
+        "per": c.per, "updates": cfg.max_steps, "updates_per_rollout": per_rollout, "steps": steps,
+        "points": schedule_points(cfg.max_steps, per_rollout, c.epsilon, c.schedule, c.per, c.floor),
+    }
+    if values:
+        out["values"] = schedule_values(cfg.max_steps, per_rollout, c.epsilon, c.schedule, c.per, c.floor)
+    return out
+
+
+def clip_schedule_line(cfg: TrainRLConfig) -> str:
+    """One line for ``corpus check``."""
+    s = clip_schedule(cfg)
+    unit = "rollout batch" if s["per"] == "rollout" else "update"
+    pts = ", ".join(f"{p['point']} {p['clip_range']:.4g}" for p in s["points"])
+    return (f"clip schedule: {s['schedule']} eps {s['epsilon']:g}, one step per {unit} ({s['steps']} steps over "
+            f"{s['updates']} updates, {s['updates_per_rollout']:g} updates per rollout): {pts}")
 
 
 #: the paper's settings (design §2), as overrides of the sections (8 GPUs, ZeRO-3, vLLM colocate for RL)

@@ -139,7 +139,8 @@ def build_trainer(cfg: TrainRLConfig, model_path: Path, dataset, out_dir: Path, 
                                args=grpo_args(cfg, out_dir / "checkpoints", seed), train_dataset=dataset,
                                processing_class=processor)
     clip = DynamicClipCallback.attach(trainer, epsilon=cfg.clip.epsilon, schedule=cfg.clip.schedule,
-                                      epsilon_high=cfg.clip.epsilon_high, floor=cfg.clip.floor)
+                                      epsilon_high=cfg.clip.epsilon_high, floor=cfg.clip.floor,
+                                      per=cfg.clip.per)
     return trainer, clip, processor
 
 

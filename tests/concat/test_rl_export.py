@@ -242,3 +242,19 @@ def test_reward_files_carry_the_recipe_settings_and_no_toolkit_import(run):
         assert f"'max_length': {rec.train_rl.max_completion_length}" in text
         imports = {line.split()[1] for line in text.splitlines() if line.startswith(("import ", "from "))}
         assert not any(i.startswith("corpus") for i in imports) and "sys.path.insert" not in text
+
+
+def test_clip_schedule_ships_with_the_export(run):
+    import json
+
+    from corpus.training.clip_schedule import clip_range
+
+    run_dir, m = run
+    rec = recipe(total=31, share=0.2, image_mode="list")
+    sched = json.loads((run_dir / "rl-export" / "clip_schedule.json").read_text())
+    rl = rec.train_rl
+    assert sched["per"] == "rollout" and sched["updates"] == rl.max_steps
+    assert sched["steps"] == -(-rl.max_steps // (rl.updates_per_rollout * rl.num_iterations))
+    assert sched["values"] == [clip_range(s, sched["steps"], rl.clip.epsilon, rl.clip.schedule)
+                               for s in range(sched["steps"])]
+    assert "clip_schedule.json" in m["extras"]
