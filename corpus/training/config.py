@@ -204,7 +204,8 @@ PAPER_RL: dict[str, Any] = {
     "learning_rate": 1e-6, "weight_decay": 1e-2, "beta": 0.0, "num_generations": 16, "temperature": 1.2,
     "max_completion_length": 2048, "per_device_train_batch_size": 16, "gradient_accumulation_steps": 32,
     "updates_per_rollout": 2, "num_iterations": 1,
-    "max_steps": 234,  # one epoch: ~60K RL prompts / 512 per rollout x 2 updates
+    # one epoch of the 12K RL set in whole rollout batches: ceil(12,000 / 512) = 24 rollouts x 2 updates
+    "max_steps": 48,
     "bf16": True, "gradient_checkpointing": True,
     "clip": {"schedule": "product", "epsilon": 0.2}, "reward": {"length_aware": True, "beta": 1.0},
     "vllm": {"enabled": True, "mode": "colocate", "gpu_memory_utilization": 0.4},
