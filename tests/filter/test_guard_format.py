@@ -266,3 +266,12 @@ def test_has_guard_pattern_is_linear_on_pathological_input():
     assert not has_guard_pattern("<think>" + "</think> " * 20000 + "</result>")
     assert not has_guard_pattern("<think>" * 20000 + "</think>" * 20000)
     assert time.perf_counter() - start < 1.0
+
+
+def test_the_last_result_block_wins_over_a_draft_inside_think():
+    """A rollout that drafts a <result> inside <think>, then answers differently: the final block counts."""
+    text = ("<think>\nDraft:\n<result>\nRequest: unharmful\nResponse: harmful\n</result>\nOn reflection no.\n</think>\n"
+            "<result>\nRequest: harmful\nResponse: unharmful\n</result>")
+    ans = parse_answers(text)
+    assert (ans.request, ans.response) == ("harmful", "unharmful")
+    assert split_answers(text)[1].startswith("<result>\nRequest: harmful")

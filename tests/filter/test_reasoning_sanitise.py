@@ -125,3 +125,18 @@ def test_label_origin_response_is_none_on_a_row_without_response():
     kept, _, _ = _filter([row])
     assert kept[0]["response_label"] is None
     assert kept[0]["label_origin"] == {"request": "gold", "response": None}
+
+
+@pytest.mark.parametrize("form", ["heading", "inline", "task_conclusion"])
+def test_ten_numbered_steps_plus_a_conclusion_pass_the_per_task_limit(form):
+    """Only numbered Reasoning Steps count towards max_steps_per_task: conclusions are steps, not numbered ones."""
+    steps = "".join(f"## Reasoning Step {k}\nstep {k}\n" for k in range(1, 11))
+    conclusion = {"heading": "## Conclusion\nThe request is harmful.\n",
+                  "inline": "## Conclusion: The request is harmful.\n",
+                  "task_conclusion": "# Task 1 Conclusion: harmful\n"}[form]
+    teacher = f"# Task 1\n{steps}{conclusion}\n---\n\nAnswers: \nRequest: harmful\nResponse: None"
+    kept, dropped, _ = _filter([synth_row(teacher=teacher)], FilterConfig(max_steps_per_task=10))
+    assert not dropped and kept[0]["step_count"] == 11
+    eleven = teacher.replace("## Reasoning Step 10\nstep 10\n", "## Reasoning Step 10\nx\n## Reasoning Step 11\ny\n")
+    _, dropped, _ = _filter([synth_row(teacher=eleven)], FilterConfig(max_steps_per_task=10))
+    assert dropped[0]["drop_reason"] == "too_many_steps"
