@@ -13,7 +13,7 @@ The step unit is configurable (``per``):
   ``k`` updates per rollout batch, ``s = ⌊global_step / k⌋`` and ``S = ⌈max_steps / k⌉``.
 - ``update``: ``s`` is the number of optimizer steps already taken (``state.global_step``), ``S`` the total
   (``state.max_steps``); with two updates per rollout the product form then collapses twice as fast (ε at 10%
-  of a 234-update run: 0.059 instead of 0.100 per rollout).
+  of a 234-update run: 0.059 per update instead of 0.112 per rollout).
 
 The first update clips at ε, and the last at a positive value (``s = S − 1``), so no update is made with a
 zero clip range. The product form shrinks fast
