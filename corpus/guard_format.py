@@ -232,12 +232,16 @@ class Verdict:
 
 
 def judge_labels(answer: str | Answers | None, request_label: str | None, response_label: str | None,
-                 absent_response: str = DEFAULT_ABSENT_RESPONSE) -> Verdict:
+                 absent_response: str = DEFAULT_ABSENT_RESPONSE, has_response: bool | None = None) -> Verdict:
     """Is this answer right for this sample? The one rule the sampling judge and the reward share.
 
     - request: right iff the parsed label equals the gold one; a null gold request label is not judged.
     - response with a gold label: right iff the parsed label equals it (None or unreadable is wrong).
-    - response on a sample without one (gold None): see ``ABSENT_RESPONSE_POLICIES``.
+    - gold response None on a sample WITH a response (``has_response=True``: its label is unknown, e.g. an
+      ingested row): not judged.
+    - gold response None on a sample without one (``has_response`` False, or None = not said: a null gold
+      response label then means no response, as in the SFT pool and the RL set): see
+      ``ABSENT_RESPONSE_POLICIES``.
     """
     if absent_response not in ABSENT_RESPONSE_POLICIES:
         raise ValueError(f"unknown absent_response policy {absent_response!r}; choose from "
@@ -248,7 +252,7 @@ def judge_labels(answer: str | Answers | None, request_label: str | None, respon
     req_ok = gold_req is None or got.request == gold_req
     if gold_resp is not None:
         resp_ok = got.response == gold_resp
-    elif absent_response == "ignore":
+    elif absent_response == "ignore" or has_response:
         resp_ok = True
     else:
         readable_none = got.response is None and "response" not in got.unreadable

@@ -5,7 +5,8 @@ Correctness of one answer is :func:`corpus.guard_format.judge_labels`, the rule 
 - the reference labels are the row's ``request_label`` and ``response_label`` (gold, or in the SFT pool
   the teacher's where the gold was unknown: the labels the SFT model was trained to give);
 - the request label must equal the reference (a null reference request label is not judged);
-- a reference response label must be matched; on a sample without a response the ``absent_response``
+- a reference response label must be matched; a null one on a row that has a response (label unknown, e.g.
+  in the ingest pool) is not judged; on a sample without a response the ``absent_response``
   policy decides (default ``none_or_missing``: ``Response: None`` or no ``Response:`` key, as the released
   GuardReasoner-family reward; ``none``; ``ignore``), so an answer counted right here is not punished by
   the reward;
@@ -45,10 +46,10 @@ class Judged:
 
 
 def judge_answer(text: str | None, request_label: str | None, response_label: str | None,
-                 absent_response: str = DEFAULT_ABSENT_RESPONSE) -> Judged:
+                 absent_response: str = DEFAULT_ABSENT_RESPONSE, has_response: bool | None = None) -> Judged:
     """Parse ``text`` and judge it against the reference labels (see the module docstring)."""
     answers = parse_answers(text or "")
-    verdict = judge_labels(answers, request_label, response_label, absent_response)
+    verdict = judge_labels(answers, request_label, response_label, absent_response, has_response)
     return Judged(text or "", answers.request, answers.response, verdict.correct)
 
 

@@ -207,3 +207,13 @@ def test_trl_reward_func_reads_label_columns_and_logs_terms():
              completion_ids=[[1] * 40, [1] * 20], log_metric=lambda k, v: logged.__setitem__(k, v))
     assert out == pytest.approx([0.0, -1 / 0.2**2])
     assert logged["guard/format"] == 1.0 and logged["guard/safety"] == 0.5
+
+
+def test_unknown_response_label_on_a_row_with_a_response_is_not_judged():
+    """Ingest pool: a row with a response whose gold label is unknown. The response answer is not judged;
+    without a response the policy applies."""
+    text = _answer("unharmful", "harmful")
+    assert judge_answer(text, "unharmful", None, has_response=True).correct
+    assert not judge_answer(text, "unharmful", None, has_response=False).correct
+    assert not judge_answer(text, "unharmful", None).correct  # not said: a null label means no response
+    assert not judge_answer(text, None, None, has_response=True).correct  # nothing to judge
