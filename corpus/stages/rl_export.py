@@ -426,9 +426,11 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
 
 
 def stats(run_dir: Path | str) -> dict:
-    """Rows per export format and what was left out."""
+    """Rows per export format (and per one-modality file) and what was left out."""
     m = StageDir(run_dir, STAGE).manifest()
     if m is None:
         return {}
     return {"formats": {f: v["rows"] for f, v in m["formats"].items()}, "left_out": m["drop_reasons"],
+            "by_modality": {f: {mod: part["rows"] for mod, part in v.get("by_modality", {}).items()}
+                            for f, v in m["formats"].items()},
             "reward_files": m.get("reward_files", [])}

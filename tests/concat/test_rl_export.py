@@ -210,6 +210,7 @@ def test_one_file_per_modality_next_to_the_mixed_one(run):
             seen += [_row_id(fmt, r) for r in rows]
         assert sorted(seen) == sorted(_row_id(fmt, r) for r in mixed)
         assert {rel for rel, _ in m["files"]} >= {p["path"] for p in by_mod.values()} | {info["path"]}
+        assert rl_export.stats(run_dir)["by_modality"][fmt] == {k: v["rows"] for k, v in by_mod.items()}
 
 
 def _row_id(fmt: str, row: dict) -> str:
