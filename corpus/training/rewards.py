@@ -352,7 +352,7 @@ def reward_file_source(trainer: str, settings: RewardSettings | None = None, nam
     return (
         f'"""Guard reward for {trainer}: r = (r_safety - 1) / min(l_norm, beta)^2, written by corpus rl-export.\n\n'
         "Generated from corpus.training.rewards and corpus.guard_format (do not edit: change the recipe's\n"
-        "train_rl.reward section and export again). Standard library only.\n"
+        "train_rl.reward section and export again). Standard library only, Python 3.10+.\n"
         f"Settings: {json.dumps(d, sort_keys=True)}\n"
         '"""\n\n' + _FILE_IMPORTS + "\n\n"
         "# ---------------------------------------------------------------- from corpus/guard_format.py\n\n"
