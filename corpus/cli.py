@@ -145,14 +145,25 @@ def stats(
 
 
 @app.command()
-def check(recipe: Path | None = typer.Argument(None, help=RECIPE_HELP)) -> None:
-    """Validate a recipe (keys, values, adapter options) without doing any work."""
+def check(
+    recipe: Path | None = typer.Argument(None, help=RECIPE_HELP),
+    counts: bool = typer.Option(False, "--counts", help="Also print the expected samples per source and modality "
+                                "from the known dataset sizes and the recipe's fractions (no data is read)."),
+) -> None:
+    """Validate a recipe (keys, values, adapter options) without doing any work; print the RL clip schedule."""
     try:
         r = load_recipe(recipe)
     except RecipeError as exc:
         _fail(exc)
     typer.echo(f"{r.name}: ok ({len(r.ingest.sources)} sources, "
                f"{len(r.ingest.decontaminate.eval_sets)} eval sets)")
+    from corpus.training.config import clip_schedule_line
+
+    typer.echo(clip_schedule_line(r.train_rl))
+    if counts:
+        from corpus.composition import expected_counts, render_counts
+
+        typer.echo(render_counts(expected_counts(r)))
 
 
 @app.command()

@@ -19,7 +19,8 @@ Parsing rules (``parse_answers``):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from corpus.templates import load_prompt
 
@@ -37,6 +38,8 @@ QWEN_VL_SPECIAL_TOKENS = (
 #: strings that must never occur inside untrusted text of a guard sample (they would break the format or a trainer)
 RESERVED_TOKENS = (*TRAINER_PLACEHOLDERS, "<think>", "</think>", "<result>", "</result>", *QWEN_VL_SPECIAL_TOKENS)
 
+# <portable> ---- standard library only: copied verbatim into the exported reward files (corpus.training.rewards)
+
 HARM_LABELS = ("harmful", "unharmful")
 REFUSAL_LABELS = ("refusal", "compliance")
 
@@ -51,6 +54,220 @@ HARM_SYNONYMS: dict[str, str | None] = {
     "none": None,
 }
 REFUSAL_SYNONYMS: dict[str, str | None] = {"refusal": "refusal", "compliance": "compliance", "none": None}
+
+
+# ---------------------------------------------------------------- parsing
+
+
+@dataclass(frozen=True)
+class Answers:
+    """Labels read from the final answers block; None where absent, ``none`` or unreadable.
+
+    ``found`` is True when a final block with at least one ``Request:``/``Response:``/``Completion:`` key
+    was present (a block may be found and still hold unreadable values).
+    """
+
+    request: str | None = None
+    response: str | None = None
+    refusal: str | None = None
+    found: bool = False
+    #: keys (``request``/``response``/``completion``) present in the final block, readable or not
+    keys: frozenset[str] = field(default_factory=frozenset)
+    #: keys whose value could not be read (unknown word, two labels, given twice with different values)
+    unreadable: frozenset[str] = field(default_factory=frozenset)
+
+
+# "Answers:" on its own line or followed by the keys on the same line; optional markdown around it
+_ANSWERS_MARKER = re.compile(
+    r"^[ \t>*_#]*(?:final[ \t]+)?answers?[ \t*_]*(?::[ \t*_]*)?(?=$|request|response|completion)",
+    re.IGNORECASE | re.MULTILINE)
+_RESULT_OPEN = re.compile(r"<result>", re.IGNORECASE)
+_RESULT_CLOSE = re.compile(r"</result>", re.IGNORECASE)
+_KEY = re.compile(r"(?<![a-z])(request|response|completion)[ \t*_]*:", re.IGNORECASE)
+_VALUE = re.compile(r"[\s*_`\"'\[(]*(not[ \t]+harmful|non-?harmful|unharmful|harmless|harmful|refusal|compliance|none)"
+                    r"(?![a-z-])", re.IGNORECASE)
+_LABEL_WORD = re.compile(r"(?<![a-z])(un)?harm(ful|less)(?![a-z])|(?<![a-z])(refusal|compliance)(?![a-z])",
+                         re.IGNORECASE)
+
+
+def final_block(text: str) -> tuple[int, str] | None:
+    """``(start, body)`` of the final answers block (``Answers:`` or ``<result>``), or None when there is none."""
+    if not text:
+        return None
+    candidates: list[tuple[int, str]] = []
+    markers = list(_ANSWERS_MARKER.finditer(text))
+    if markers:
+        m = markers[-1]
+        candidates.append((m.start(), text[m.end():]))
+    opens = list(_RESULT_OPEN.finditer(text))
+    if opens:
+        o = opens[-1]
+        close = _RESULT_CLOSE.search(text, o.end())
+        candidates.append((o.start(), text[o.end(): close.start() if close else len(text)]))
+    if not candidates:
+        return None
+    return max(candidates, key=lambda c: c[0])
+
+
+def _read_value(raw: str, synonyms: dict[str, str | None]) -> tuple[bool, str | None]:
+    """(readable, label) for the text after a key. Unreadable: unknown word or two different labels."""
+    line = raw.strip().split("\n", 1)[0]
+    m = _VALUE.match(line)
+    if not m:
+        return False, None
+    word = re.sub(r"\s+", " ", m.group(1).lower())
+    if word not in synonyms:
+        return False, None
+    label = synonyms[word]
+    rest = line[m.end():]
+    for other in _LABEL_WORD.finditer(rest):  # "harmful/unharmful", "harmful or unharmful": never guess
+        w = other.group(0).lower()
+        if synonyms.get(w, label) != label:
+            return False, None
+    return True, label
+
+
+def parse_answers(text: str | None) -> Answers:
+    """Read ``Request``/``Response``/``Completion`` from the final answers block of a teacher or guard output."""
+    block = final_block(text or "")
+    if block is None:
+        return Answers()
+    _, body = block
+    keys = list(_KEY.finditer(body))
+    if not keys:
+        return Answers()
+    values: dict[str, set] = {}
+    for i, k in enumerate(keys):
+        end = keys[i + 1].start() if i + 1 < len(keys) else len(body)
+        name = k.group(1).lower()
+        readable, label = _read_value(body[k.end():end], REFUSAL_SYNONYMS if name == "completion" else HARM_SYNONYMS)
+        values.setdefault(name, set()).add(label if readable else "<unreadable>")
+
+    def one(name: str) -> str | None:
+        got = values.get(name, set())
+        if len(got) != 1:
+            return None
+        (v,) = got
+        return None if v == "<unreadable>" else v
+
+    unreadable = frozenset(n for n, got in values.items() if len(got) != 1 or "<unreadable>" in got)
+    return Answers(request=one("request"), response=one("response"), refusal=one("completion"), found=True,
+                   keys=frozenset(values), unreadable=unreadable)
+
+
+_GUARD_OUTPUT = re.compile(r"\s*<think>(?P<think>.*?)</think>\s*<result>(?P<result>.*?)</result>\s*", re.DOTALL)
+
+
+def has_guard_format(text: str | None) -> bool:
+    """True iff the whole text is ``<think>…</think>`` then ``<result>…</result>`` (whitespace around allowed),
+    with no further guard tags inside either part."""
+    if not text:
+        return False
+    m = _GUARD_OUTPUT.fullmatch(text)
+    if not m:
+        return False
+    inner = m.group("think") + m.group("result")
+    return not any(t in inner for t in ("<think>", "</think>", "<result>", "</result>"))
+
+
+FORMAT_MODES = ("search", "fullmatch")
+#: the format indicator's default reading: the released GuardReasoner-family reward searches for the pattern
+DEFAULT_FORMAT = "search"
+
+
+_WHITESPACE = re.compile(r"\s*")
+
+
+def has_guard_pattern(text: str | None) -> bool:
+    """True iff ``<think>…</think>`` then (whitespace only between) ``<result>…</result>`` occurs anywhere in
+    ``text`` (``re.search`` of ``<think>.*?</think>\\s*<result>.*?</result>``, scanned in linear time)."""
+    if not text:
+        return False
+    first_think = text.find("<think>")
+    last_close = text.rfind("</result>")
+    if first_think < 0 or last_close < 0:
+        return False
+    pos = text.find("</think>", first_think + len("<think>"))
+    while pos >= 0:
+        after = pos + len("</think>")
+        rest = _WHITESPACE.match(text, after).end()
+        if text.startswith("<result>", rest) and last_close >= rest + len("<result>"):
+            return True
+        pos = text.find("</think>", after)
+    return False
+
+
+def format_indicator(text: str | None, mode: str = DEFAULT_FORMAT) -> bool:
+    """``I_format``: ``search`` (a preamble or trailing text still counts; the paper family's reading) or
+    ``fullmatch`` (the whole output is the two blocks, :func:`has_guard_format`)."""
+    if mode == "search":
+        return has_guard_pattern(text)
+    if mode == "fullmatch":
+        return has_guard_format(text)
+    raise ValueError(f"unknown format mode {mode!r}; choose from {list(FORMAT_MODES)}")
+
+
+#: what counts as right on a sample WITHOUT a response (gold response label None):
+#: ``none_or_missing`` (default, as the released GuardReasoner-family reward): ``Response: None`` or no
+#: ``Response:`` key at all; ``none``: only an explicit ``Response: None``; ``ignore``: not judged (always right).
+#: An unreadable response value is wrong under ``none_or_missing`` and ``none``.
+ABSENT_RESPONSE_POLICIES = ("none_or_missing", "none", "ignore")
+DEFAULT_ABSENT_RESPONSE = "none_or_missing"
+AbsentResponse = Literal["none_or_missing", "none", "ignore"]
+
+
+def gold_label(value: str | None, what: str = "label") -> str | None:
+    """A gold harm label normalised: ``harmful`` / ``unharmful``, or None for None, ``""``, ``none``, ``null``."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+        return None
+    v = str(value).strip().lower()
+    if v not in HARM_LABELS:
+        raise ValueError(f"gold {what} label must be one of {HARM_LABELS} or None, got {value!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether one answer is right for one sample, label by label (True where a label is not judged)."""
+
+    request: bool
+    response: bool
+    #: at least one label was compared (a sample with no reference label cannot be judged)
+    judged: bool
+
+    @property
+    def correct(self) -> bool:
+        return self.judged and self.request and self.response
+
+
+def judge_labels(answer: str | Answers | None, request_label: str | None, response_label: str | None,
+                 absent_response: str = DEFAULT_ABSENT_RESPONSE, has_response: bool | None = None) -> Verdict:
+    """Is this answer right for this sample? The one rule the sampling judge and the reward share.
+
+    - request: right iff the parsed label equals the gold one; a null gold request label is not judged.
+    - response with a gold label: right iff the parsed label equals it (None or unreadable is wrong).
+    - gold response None on a sample WITH a response (``has_response=True``: its label is unknown, e.g. an
+      ingested row): not judged.
+    - gold response None on a sample without one (``has_response`` False, or None = not said: a null gold
+      response label then means no response, as in the SFT pool and the RL set): see
+      ``ABSENT_RESPONSE_POLICIES``.
+    """
+    if absent_response not in ABSENT_RESPONSE_POLICIES:
+        raise ValueError(f"unknown absent_response policy {absent_response!r}; choose from "
+                         f"{list(ABSENT_RESPONSE_POLICIES)}")
+    got = answer if isinstance(answer, Answers) else parse_answers(answer)
+    gold_req = gold_label(request_label, "request")
+    gold_resp = gold_label(response_label, "response")
+    req_ok = gold_req is None or got.request == gold_req
+    if gold_resp is not None:
+        resp_ok = got.response == gold_resp
+    elif absent_response == "ignore" or has_response:
+        resp_ok = True
+    else:
+        readable_none = got.response is None and "response" not in got.unreadable
+        resp_ok = readable_none and ("response" in got.keys or absent_response == "none_or_missing")
+    return Verdict(req_ok, resp_ok, gold_req is not None or gold_resp is not None)
+# </portable>
 
 
 # ---------------------------------------------------------------- building
@@ -135,96 +352,6 @@ def reserved_tokens_in(text: str | None) -> list[str]:
 # ---------------------------------------------------------------- parsing
 
 
-@dataclass(frozen=True)
-class Answers:
-    """Labels read from the final answers block; None where absent, ``none`` or unreadable.
-
-    ``found`` is True when a final block with at least one ``Request:``/``Response:``/``Completion:`` key
-    was present (a block may be found and still hold unreadable values).
-    """
-
-    request: str | None = None
-    response: str | None = None
-    refusal: str | None = None
-    found: bool = False
-
-
-# "Answers:" on its own line or followed by the keys on the same line; optional markdown around it
-_ANSWERS_MARKER = re.compile(
-    r"^[ \t>*_#]*(?:final[ \t]+)?answers?[ \t*_]*(?::[ \t*_]*)?(?=$|request|response|completion)",
-    re.IGNORECASE | re.MULTILINE)
-_RESULT_OPEN = re.compile(r"<result>", re.IGNORECASE)
-_RESULT_CLOSE = re.compile(r"</result>", re.IGNORECASE)
-_KEY = re.compile(r"(?<![a-z])(request|response|completion)[ \t*_]*:", re.IGNORECASE)
-_VALUE = re.compile(r"[\s*_`\"'\[(]*(not[ \t]+harmful|non-?harmful|unharmful|harmless|harmful|refusal|compliance|none)"
-                    r"(?![a-z-])", re.IGNORECASE)
-_LABEL_WORD = re.compile(r"(?<![a-z])(un)?harm(ful|less)(?![a-z])|(?<![a-z])(refusal|compliance)(?![a-z])",
-                         re.IGNORECASE)
-
-
-def final_block(text: str) -> tuple[int, str] | None:
-    """``(start, body)`` of the final answers block (``Answers:`` or ``<result>``), or None when there is none."""
-    if not text:
-        return None
-    candidates: list[tuple[int, str]] = []
-    markers = list(_ANSWERS_MARKER.finditer(text))
-    if markers:
-        m = markers[-1]
-        candidates.append((m.start(), text[m.end():]))
-    opens = list(_RESULT_OPEN.finditer(text))
-    if opens:
-        o = opens[-1]
-        close = _RESULT_CLOSE.search(text, o.end())
-        candidates.append((o.start(), text[o.end(): close.start() if close else len(text)]))
-    if not candidates:
-        return None
-    return max(candidates, key=lambda c: c[0])
-
-
-def _read_value(raw: str, synonyms: dict[str, str | None]) -> tuple[bool, str | None]:
-    """(readable, label) for the text after a key. Unreadable: unknown word or two different labels."""
-    line = raw.strip().split("\n", 1)[0]
-    m = _VALUE.match(line)
-    if not m:
-        return False, None
-    word = re.sub(r"\s+", " ", m.group(1).lower())
-    if word not in synonyms:
-        return False, None
-    label = synonyms[word]
-    rest = line[m.end():]
-    for other in _LABEL_WORD.finditer(rest):  # "harmful/unharmful", "harmful or unharmful": never guess
-        w = other.group(0).lower()
-        if synonyms.get(w, label) != label:
-            return False, None
-    return True, label
-
-
-def parse_answers(text: str | None) -> Answers:
-    """Read ``Request``/``Response``/``Completion`` from the final answers block of a teacher or guard output."""
-    block = final_block(text or "")
-    if block is None:
-        return Answers()
-    _, body = block
-    keys = list(_KEY.finditer(body))
-    if not keys:
-        return Answers()
-    values: dict[str, set] = {}
-    for i, k in enumerate(keys):
-        end = keys[i + 1].start() if i + 1 < len(keys) else len(body)
-        name = k.group(1).lower()
-        readable, label = _read_value(body[k.end():end], REFUSAL_SYNONYMS if name == "completion" else HARM_SYNONYMS)
-        values.setdefault(name, set()).add(label if readable else "<unreadable>")
-
-    def one(name: str) -> str | None:
-        got = values.get(name, set())
-        if len(got) != 1:
-            return None
-        (v,) = got
-        return None if v == "<unreadable>" else v
-
-    return Answers(request=one("request"), response=one("response"), refusal=one("completion"), found=True)
-
-
 def split_answers(text: str) -> tuple[str, str | None]:
     """``(reasoning, block)``: the text before the final answers block (trailing ``---`` and an echoed
     "The ground truth is" line removed) and the block itself (None when there is none)."""
@@ -250,21 +377,6 @@ def strip_reasoning_tail(reasoning: str) -> str:
             break
         lines.pop()
     return "\n".join(lines).strip()
-
-
-_GUARD_OUTPUT = re.compile(r"\s*<think>(?P<think>.*?)</think>\s*<result>(?P<result>.*?)</result>\s*", re.DOTALL)
-
-
-def has_guard_format(text: str | None) -> bool:
-    """True iff the whole text is ``<think>…</think>`` then ``<result>…</result>`` (whitespace around allowed),
-    with no further guard tags inside either part."""
-    if not text:
-        return False
-    m = _GUARD_OUTPUT.fullmatch(text)
-    if not m:
-        return False
-    inner = m.group("think") + m.group("result")
-    return not any(t in inner for t in ("<think>", "</think>", "<result>", "</result>"))
 
 
 def think_text(text: str | None) -> str | None:

@@ -18,6 +18,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 _H = r"^[ \t]{0,3}(?:#{1,4}[ \t]*|\*\*[ \t]*)"  # heading start: markdown '#'s or bold
 _SEP = r"[ \t]*(?:\*\*)?[ \t]*[:.)\-\u2013\u2014]?[ \t]*(?:\*\*)?[ \t]*"
@@ -85,3 +88,107 @@ def extract_steps(reasoning: str | None) -> list[Step]:
 def numbered_steps_per_task(steps: list[Step]) -> dict[int | None, int]:
     """Count of numbered ``Reasoning Step`` units per task."""
     return dict(Counter(s.task for s in steps if s.kind == "step"))
+
+
+# ---------------------------------------------------------------- sanitising a teacher reasoning for the SFT target
+
+#: what a reserved guard token becomes inside a reasoning (it would break the target's format otherwise)
+NEUTRAL_TOKENS = {"<image>": "[image]", "<think>": "[think]", "</think>": "[/think]", "<result>": "[result]",
+                  "</result>": "[/result]"}
+
+
+class ReasoningConfig(BaseModel):
+    """Recipe section ``filter.reasoning:``: make a kept teacher reasoning agree with its sample and the format."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inapplicable_tasks: Literal["strip", "drop", "keep"] = Field(
+        "strip", description="`# Task n` sections that do not apply to the 2-task guard sample (the refusal task "
+        "of a 3-task GuardReasoner output; the response task(s) of a sample without a response): `strip` them "
+        "and renumber the rest; `drop` the row (inapplicable_task); `keep` them (the reasoning may then "
+        "contradict the <result> block).")
+    reserved_tokens: Literal["neutralise", "drop"] = Field(
+        "neutralise", description="Reserved guard tokens inside the reasoning (a teacher quoting the transcript's "
+        "<image> lines): `neutralise` them (<image> -> [image], <think> -> [think], ...; the row is kept and "
+        "counted) or `drop` the row (reserved_token:reasoning).")
+
+
+@dataclass(frozen=True)
+class Sanitised:
+    """A reasoning after sanitising, and what was changed."""
+
+    text: str
+    removed_tasks: tuple[int, ...] = ()  #: original numbers of the task sections taken out
+    renumbered: bool = False
+    neutralised: int = 0  #: reserved tokens replaced
+
+
+def task_roles(task_numbers: set[int]) -> dict[int, str]:
+    """The role of each ``# Task n``: ``request`` (1), then ``refusal`` (2) and ``response`` (3) in a 3-task
+    GuardReasoner output (one that has a Task 3), else ``response`` (2, the 2-task guard layout)."""
+    three = 3 in task_numbers
+    roles = {1: "request", 2: "refusal" if three else "response"}
+    if three:
+        roles[3] = "response"
+    return {n: roles.get(n, "unknown") for n in task_numbers}
+
+
+def _renumber(line: str, old: int, new: int) -> str:
+    return re.sub(rf"(Task[ \t]*){old}\b", rf"\g<1>{new}", line, count=1, flags=re.IGNORECASE)
+
+
+def strip_inapplicable_tasks(reasoning: str, has_response: bool) -> Sanitised:
+    """Remove the task sections the 2-task guard sample does not have, and renumber the rest 1, 2.
+
+    Kept: the text before the first ``# Task`` heading, Task 1 (request), and the response-harm task only when
+    the sample has a response. Taken out: the refusal task of a 3-task output, the response task on a sample
+    without a response, and tasks numbered beyond the layout. A reasoning without task headings is unchanged.
+    """
+    lines = reasoning.split("\n")
+    sections: list[tuple[int | None, list[str]]] = [(None, [])]
+    for line in lines:
+        m = _TASK.match(line)
+        if m:
+            sections.append((int(m.group(1)), [line]))
+        else:
+            sections[-1][1].append(line)
+    numbers = {n for n, _ in sections if n is not None}
+    if not numbers:
+        return Sanitised(reasoning)
+    roles = task_roles(numbers)
+    wanted = {"request"} | ({"response"} if has_response else set())
+    kept: list[str] = list(sections[0][1])
+    removed: list[int] = []
+    new_numbers = {n: i + 1 for i, n in enumerate(sorted(n for n in numbers if roles[n] in wanted))}
+    for n, body in sections[1:]:
+        if roles[n] not in wanted:
+            removed.append(n)
+            continue
+        new = new_numbers[n]
+        if new != n:
+            body = [_renumber(body[0], n, new)] + [
+                _renumber(x, n, new) if _CONCLUSION.match(x) else x for x in body[1:]]
+        kept.extend(body)
+    text = "\n".join(kept).strip()
+    renumbered = any(new != n for n, new in new_numbers.items())
+    return Sanitised(text, tuple(sorted(set(removed))), renumbered)
+
+
+def neutralise_reserved(text: str) -> tuple[str, int]:
+    """``text`` with every reserved guard token replaced by its bracketed form, and how many were replaced."""
+    count = 0
+    for token, neutral in NEUTRAL_TOKENS.items():
+        count += text.count(token)
+        text = text.replace(token, neutral)
+    return text, count
+
+
+def sanitise_reasoning(reasoning: str, has_response: bool, cfg: ReasoningConfig | None = None) -> Sanitised:
+    """Apply ``cfg`` (default: strip inapplicable tasks, neutralise reserved tokens). The caller drops the row
+    when ``cfg`` says ``drop`` and the result shows removed tasks or reserved tokens."""
+    cfg = cfg or ReasoningConfig()
+    s = strip_inapplicable_tasks(reasoning, has_response) if cfg.inapplicable_tasks != "keep" else Sanitised(reasoning)
+    if cfg.inapplicable_tasks == "drop":
+        s = Sanitised(reasoning, s.removed_tasks)
+    text, n = neutralise_reserved(s.text) if cfg.reserved_tokens == "neutralise" else (s.text, 0)
+    return Sanitised(text, s.removed_tasks, s.renumbered, n)

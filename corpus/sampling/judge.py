@@ -1,13 +1,16 @@
 """Judge one sampled answer against the row's labels, and classify a row by its right answers.
 
-Correctness of one answer (parsed with :func:`corpus.guard_format.parse_answers`, the one parser):
+Correctness of one answer is :func:`corpus.guard_format.judge_labels`, the rule the RL reward uses too:
 
 - the reference labels are the row's ``request_label`` and ``response_label`` (gold, or in the SFT pool
   the teacher's where the gold was unknown: the labels the SFT model was trained to give);
-- an answer is right iff, for every reference label that is not null, the parsed label equals it;
-  a null reference label is not judged (e.g. no response: whatever the answer says about it);
-- an unparsable answer (no final block, or an unreadable value) has None for that label, which never
-  equals a non-null reference: it is wrong.
+- the request label must equal the reference (a null reference request label is not judged);
+- a reference response label must be matched; a null one on a row that has a response (label unknown, e.g.
+  in the ingest pool) is not judged; on a sample without a response the ``absent_response``
+  policy decides (default ``none_or_missing``: ``Response: None`` or no ``Response:`` key, as the released
+  GuardReasoner-family reward; ``none``; ``ignore``), so an answer counted right here is not punished by
+  the reward;
+- an unparsable answer (no final block, or an unreadable value) is wrong wherever a label is judged.
 
 A row with no reference label at all cannot be judged and is dropped by the stage (``no_label``).
 
@@ -23,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from corpus.guard_format import parse_answers
+from corpus.guard_format import DEFAULT_ABSENT_RESPONSE, judge_labels, parse_answers
 
 Rule = Literal["all_wrong", "mixed", "not_all_right"]
 RULES: tuple[str, ...] = ("all_wrong", "mixed", "not_all_right")
@@ -42,13 +45,12 @@ class Judged:
         return {"text": self.text, "request": self.request, "response": self.response, "correct": self.correct}
 
 
-def judge_answer(text: str | None, request_label: str | None, response_label: str | None) -> Judged:
-    """Parse ``text`` and compare it with the non-null reference labels (see the module docstring)."""
+def judge_answer(text: str | None, request_label: str | None, response_label: str | None,
+                 absent_response: str = DEFAULT_ABSENT_RESPONSE, has_response: bool | None = None) -> Judged:
+    """Parse ``text`` and judge it against the reference labels (see the module docstring)."""
     answers = parse_answers(text or "")
-    correct = (request_label is not None or response_label is not None) and all(
-        ref is None or got == ref for ref, got in ((request_label, answers.request), (response_label, answers.response))
-    )
-    return Judged(text or "", answers.request, answers.response, bool(correct))
+    verdict = judge_labels(answers, request_label, response_label, absent_response, has_response)
+    return Judged(text or "", answers.request, answers.response, verdict.correct)
 
 
 def is_hard(n_right: int, k: int, rule: str) -> bool:

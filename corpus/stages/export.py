@@ -311,6 +311,10 @@ def check_trl(out: Path, run_dir: Path, expected: int, cache: Path) -> None:
         if [m["role"] for m in row["completion"]] != ["assistant"]:
             _fail(str(path), i, row, "completion must be one assistant message")
         _check_target(str(path), i, row, row["completion"][0]["content"], (row["request_label"], row["response_label"]))
+    del ds
+    left = sorted(p.name for p in path.glob("cache-*.arrow"))
+    if left:
+        raise ExportError(f"export check failed: {path} holds cache files {left} (the check must not write)")
 
 
 def check_llamafactory(out: Path, run_dir: Path, expected: dict[str, int], cache: Path) -> None:
@@ -353,7 +357,9 @@ def check_hf(out: Path, expected: int, embed: bool) -> None:
     want = Image if embed else Value
     if not (isinstance(feat, List) and isinstance(feat.feature, want)):
         raise ExportError(f"export check failed: {path} column images is {feat}, expected List({want.__name__})")
-    raw = ds.cast_column("images", List(Image(decode=False))) if embed else ds
+    # read the stored Arrow rows (an Image is {bytes, path} there): casting or mapping the loaded dataset would
+    # write a cache-*.arrow file into the exported folder
+    raw = (row for batch in ds.data.table.to_batches(max_chunksize=256) for row in batch.to_pylist())
     for i, row in enumerate(raw):
         placeholders = sum(b["type"] == "image" for m in row["prompt"] for b in m["content"])
         if placeholders != len(row["images"]):
@@ -364,6 +370,10 @@ def check_hf(out: Path, expected: int, embed: bool) -> None:
             if not embed and not Path(img).is_file():
                 _fail(str(path), i, row, f"image path does not exist: {img}")
         _check_target(str(path), i, row, row["completion"][0]["content"], (row["request_label"], row["response_label"]))
+    del ds
+    left = sorted(p.name for p in path.glob("cache-*.arrow"))
+    if left:
+        raise ExportError(f"export check failed: {path} holds cache files {left} (the check must not write)")
 
 
 def validate(out: Path, run_dir: Path, cfg: ExportConfig, summary: dict[str, Any]) -> None:

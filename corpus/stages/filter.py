@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from corpus.engine.units import UnitResult, UnitTask, part_tasks, run_units
 from corpus.guard_format import Answers, parse_answers, reserved_tokens_in, sft_target, split_answers
-from corpus.reasoning import extract_steps, numbered_steps_per_task
+from corpus.reasoning import ReasoningConfig, extract_steps, numbered_steps_per_task, sanitise_reasoning
 from corpus.schema import Schema, load_schema
 from corpus.store import StageDir, StageWriter
 
@@ -60,6 +60,8 @@ class FilterConfig(BaseModel):
         "ignore", description="A sample without a response: `ignore` the teacher's Response answer (GuardReasoner's "
         "3-task outputs answer `Response: unharmful` there, and its evaluation skips Response when the gold is "
         "None); `require_none` drops the row (label_mismatch:response) unless the teacher answered None.")
+    reasoning: ReasoningConfig = Field(default_factory=ReasoningConfig,
+                                       description="Sanitising of the kept reasoning (corpus.reasoning).")
 
 
 def filtered_schema() -> Schema:
@@ -103,8 +105,9 @@ def _check_label(kind: str, gold: str | None, teacher: str | None, exists: bool,
     return teacher
 
 
-def filter_row(row: dict, cfg: FilterConfig) -> dict:
-    """The kept row (labels filled, filter columns added) or raise Drop with the reason."""
+def filter_row(row: dict, cfg: FilterConfig, notes: Counter | None = None) -> dict:
+    """The kept row (labels filled, filter columns added) or raise Drop with the reason; ``notes`` counts the
+    reasoning sanitising (``reasoning_tasks_stripped``, ``reasoning_reserved_neutralised`` rows / ``_tokens``)."""
     for field in ("prompt", "response"):
         bad = reserved_tokens_in(row.get(field))
         if bad:
@@ -121,6 +124,8 @@ def filter_row(row: dict, cfg: FilterConfig) -> dict:
     if not ans.found:
         raise Drop("no_answers", "no final Answers:/<result> block with Request/Response keys")
     reasoning, _ = split_answers(output)
+    clean = sanitise_reasoning(reasoning, _has_response(row), cfg.reasoning)
+    reasoning = clean.text
     steps = extract_steps(reasoning)
     if not steps:
         raise Drop("no_steps", "no '## Reasoning Step k' or conclusion before the answers block", ans)
@@ -136,6 +141,13 @@ def filter_row(row: dict, cfg: FilterConfig) -> dict:
     bad = reserved_tokens_in(reasoning)
     if bad:
         raise Drop("reserved_token:reasoning", f"teacher reasoning contains {bad}", ans)
+    if clean.removed_tasks and cfg.reasoning.inapplicable_tasks == "drop":
+        raise Drop("inapplicable_task", f"reasoning has task section(s) {list(clean.removed_tasks)} that do not "
+                   "apply to the sample", ans)
+    if notes is not None:
+        notes["reasoning_tasks_stripped"] += bool(clean.removed_tasks) and cfg.reasoning.inapplicable_tasks == "strip"
+        notes["reasoning_reserved_neutralised"] += bool(clean.neutralised)
+        notes["reasoning_reserved_neutralised_tokens"] += clean.neutralised
     origin = dict(row.get("label_origin") or {})
     if row.get("request_label") is None:
         origin["request"] = "teacher"
@@ -162,13 +174,15 @@ def filter_table(table: pa.Table, cfg: FilterConfig) -> tuple[pa.Table, pa.Table
     for row in table.to_pylist():
         counters["rows_in"] += 1
         try:
-            out = filter_row(row, cfg)
+            notes: Counter[str] = Counter()
+            out = filter_row(row, cfg, notes)
         except Drop as d:
             dropped.append({**row, "drop_reason": d.reason, "detail": d.detail, "record": None,
                             "teacher_request": d.answers.request if d.answers else None,
                             "teacher_response": d.answers.response if d.answers else None})
             continue
         kept.append(out)
+        counters.update({k: v for k, v in notes.items() if v})
         counters[f"kept:{out['modality']}"] += 1
         counters["steps"] += out["step_count"]
         for kind in ("request", "response"):

@@ -27,7 +27,6 @@ left out of every format and listed in the manifest.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
@@ -51,6 +50,7 @@ from corpus.guard_format import (
     result_block,
 )
 from corpus.store import MANIFEST, StageDir, file_sha256, stable_hash, write_json_atomic
+from corpus.training.config import clip_schedule
 
 if TYPE_CHECKING:
     from corpus.recipe import Recipe
@@ -65,7 +65,14 @@ UPSTREAM = "concat"
 Format = Literal["trl", "easyr1", "verl", "swift"]
 FILES: dict[str, str] = {"trl": "trl/train.parquet", "easyr1": "easyr1/train.parquet",
                          "verl": "verl/train.parquet", "swift": "swift/train.jsonl"}
+MODALITIES = ("text", "image", "text_image")
 REQUEST_LABELS = HARM_LABELS
+
+
+def modality_file(fmt: str, modality: str) -> str:
+    """Path of a format's one-modality file: ``trl/train.image.parquet``, ``swift/train.text.jsonl``, ..."""
+    stem, ext = FILES[fmt].rsplit(".", 1)
+    return f"{stem}.{modality}.{ext}"
 RESPONSE_LABELS = (*HARM_LABELS, None)
 
 
@@ -236,26 +243,95 @@ def validate_export(fmt: str, path: Path, extra_text: str = "") -> int:
 # ---------------------------------------------------------------- reward files
 
 
-def reward_files() -> dict[str, str]:
-    """Reward code shipped next to the exports, from ``corpus.training.rewards`` when that module exists."""
-    try:
-        rewards = importlib.import_module("corpus.training.rewards")
-    except ModuleNotFoundError as exc:
-        if exc.name != "corpus.training.rewards":
-            raise
-        return {}
-    out: dict[str, str] = {}
-    for rel, name in (("easyr1/guard_reward.py", "easyr1_reward_source"),
-                      ("swift/guard_reward_plugin.py", "swift_reward_plugin_source")):
-        fn = getattr(rewards, name, None)
-        if callable(fn):
-            out[rel] = fn()
-    return out
+def reward_files(recipe: Recipe | None = None) -> dict[str, str]:
+    """Stand-alone reward files shipped next to the exports (``corpus.training.rewards.reward_file_source``:
+    standard library only, the recipe's ``train_rl`` reward settings written into them)."""
+    from corpus.training.config import TrainRLConfig, reward_settings
+    from corpus.training.rewards import REWARD_FILES, reward_file_source
+
+    settings = reward_settings(recipe.train_rl if recipe is not None else TrainRLConfig())
+    return {rel: reward_file_source(trainer, settings) for trainer, rel in REWARD_FILES.items()}
 
 
 def easyr1_format_prompt() -> str:
     """EasyR1 ``format_prompt`` template: the guard instruction, then the row's text (raw, never re-expanded)."""
     return "{% raw %}" + guard_system_prompt().rstrip("\n") + "{% endraw %}\n\n{{ content }}\n"
+
+
+def export_readmes(recipe: Recipe | None, out: Path, formats: list[str]) -> dict[str, str]:
+    """``README.md`` (which trainer needs which file) and ``verl/README.md`` (the ``custom_reward_function``
+    lines), with the absolute paths of this export."""
+    from corpus.training.config import TrainRLConfig
+
+    rl = recipe.train_rl if recipe is not None else TrainRLConfig()
+    budget = rl.max_completion_length
+    o = str(out.resolve())
+    mods = ", ".join(f"`{Path(modality_file('trl', m)).name}`" for m in MODALITIES)
+    top = f"""# RL export
+
+One mixed file per trainer (`train.parquet` / `train.jsonl`: every RL row) and one file per modality
+({mods}; only modalities with rows are written). Ground truth is the guard `<result>` block; the
+reward files import nothing from the toolkit (standard library only, the recipe's reward settings written
+into them; the completion budget is the recipe's `train_rl.max_completion_length` = {budget} unless the
+trainer passes its own).
+
+## Which trainer needs what
+
+- **`corpus train rl`** (the toolkit's TRL GRPOTrainer subclass): `trl/train.parquet`, the mixed file.
+  Its subclass batches rows with and without images together; reward and dynamic clip built in.
+- **plain TRL `GRPOTrainer`**: it crashes on a batch mixing image and text-only rows (`TypeError ...
+  NoneType` in transformers' image fetching). Train on one modality file at a time
+  (`trl/train.text.parquet`, or `trl/train.image.parquet` / `trl/train.text_image.parquet`, whose rows all
+  have images and may be concatenated). Reward: `from guard_reward import guard_reward` out of
+  `{o}/trl/guard_reward.py`, `GRPOTrainer(reward_funcs=[guard_reward], ...)` (lengths from the
+  completion ids; TRL passes no budget, so the recipe's {budget} applies).
+- **EasyR1**: `data.train_files={o}/easyr1/train.parquet data.prompt_key=prompt data.answer_key=answer
+  data.image_key=images data.format_prompt={o}/easyr1/format_prompt.jinja
+  worker.reward.reward_function={o}/easyr1/guard_reward.py:compute_score
+  worker.reward.reward_function_kwargs='{{max_response_length: {budget}}}'` (pass your
+  `data.max_response_length` there). Mixed batches were not checked here: use the modality files if your
+  version cannot batch them.
+- **verl**: `{o}/verl/train.parquet`; reward lines in `verl/README.md`. Mixed batches: as for EasyR1.
+- **ms-swift**: `--dataset {o}/swift/train.jsonl --external_plugins {o}/swift/guard_reward_plugin.py
+  --reward_funcs guard_safety`; the plugin reads ms-swift's `--max_completion_length` and tokenizer.
+  Mixed batches: as for EasyR1.
+
+**Dynamic clipping exists only on the toolkit's TRL path** (`corpus train rl`). EasyR1, verl and ms-swift
+train with a constant clip ratio (e.g. EasyR1 `worker.actor.clip_ratio_low/high`, verl
+`actor_rollout_ref.actor.clip_ratio`); nothing shipped here changes that. `clip_schedule.json` lists the
+schedule of the recipe (`train_rl.clip`: the range at every schedule step, one step per rollout batch
+by default, as the paper's EasyR1 fork counts) for anyone who patches their trainer to follow it.
+"""
+    verl = f"""# verl
+
+verl calls `compute_score(data_source, solution_str, ground_truth, extra_info=None)`; `guard_reward.py`
+returns a dict whose `score` is the reward (the other keys are its terms). Add to your verl config:
+
+```yaml
+data:
+  train_files: {o}/verl/train.parquet
+  image_key: images
+custom_reward_function:
+  path: {o}/verl/guard_reward.py
+  name: compute_score
+  reward_kwargs:
+    max_response_length: ${{data.max_response_length}}
+```
+
+or on the command line:
+
+```
+custom_reward_function.path={o}/verl/guard_reward.py custom_reward_function.name=compute_score \\
+  +custom_reward_function.reward_kwargs.max_response_length=${{data.max_response_length}}
+```
+
+Without `reward_kwargs` the recipe's budget ({budget}) applies. verl passes no token count, so the length
+is estimated as characters / `chars_per_token` (an `extra_info["response_length"]` is used when present).
+"""
+    files = {"README.md": top}
+    if "verl" in formats:
+        files["verl/README.md"] = verl
+    return files
 
 
 # ---------------------------------------------------------------- stage
@@ -271,10 +347,12 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
     up = StageDir(run_dir, UPSTREAM)
     if not up.complete:
         raise FileNotFoundError(f"rl-export needs the finished `{UPSTREAM}` stage in {run_dir}; run `corpus concat`")
-    extras = reward_files()
+    extras = reward_files(recipe)
     if "easyr1" in cfg.formats:
         extras["easyr1/format_prompt.jinja"] = easyr1_format_prompt()
     extras = {k: v for k, v in extras.items() if k.split("/")[0] in cfg.formats}
+    extras.update(export_readmes(recipe, run_dir / STAGE, cfg.formats))
+    extras["clip_schedule.json"] = json.dumps(clip_schedule(recipe.train_rl, values=True), indent=2) + "\n"
     key = {
         "config_hash": stable_hash(cfg.model_dump()),
         "input_fingerprint": up.fingerprint(),
@@ -293,6 +371,7 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
     rows = table.to_pylist() if table is not None else []
     left_out: dict[str, list[str]] = {}
     views: dict[str, list[dict]] = {f: [] for f in cfg.formats}
+    modalities: list[str] = []
     for row in rows:
         bad = sorted({t for text in (row["prompt"], row["response"]) for t in reserved_tokens_in(text)})
         if bad:
@@ -301,6 +380,7 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
         v = _row_views(row, run_dir, cfg.data_source)
         for f in cfg.formats:
             views[f].append(v[f])
+        modalities.append(row["modality"])
 
     for rel, text in extras.items():
         p = out / rel
@@ -308,13 +388,21 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, p)
     formats: dict[str, Any] = {}
+    data_files: list[str] = []
     for f in cfg.formats:
-        path = out / FILES[f]
-        write_format(f, views[f], path)
         template = extras.get("easyr1/format_prompt.jinja", "") if f == "easyr1" else ""
-        formats[f] = {"path": FILES[f], "rows": validate_export(f, path, template)}
+        write_format(f, views[f], out / FILES[f])
+        formats[f] = {"path": FILES[f], "rows": validate_export(f, out / FILES[f], template), "by_modality": {}}
+        data_files.append(FILES[f])
+        for m in MODALITIES:
+            rows_m = [v for v, mod in zip(views[f], modalities, strict=True) if mod == m]
+            if rows_m:
+                rel = modality_file(f, m)
+                write_format(f, rows_m, out / rel)
+                formats[f]["by_modality"][m] = {"path": rel, "rows": validate_export(f, out / rel, template)}
+                data_files.append(rel)
 
-    files = sorted([(FILES[f], file_sha256(out / FILES[f])) for f in cfg.formats]
+    files = sorted([(rel, file_sha256(out / rel)) for rel in data_files]
                    + [(rel, file_sha256(out / rel)) for rel in extras])
     now = time.time()
     manifest = {
@@ -327,7 +415,7 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
         "dropped_ids": {k: v[:100] for k, v in sorted(left_out.items())},
         "formats": formats,
         "extras": sorted(extras),
-        "reward_files": sorted(k for k in extras if not k.endswith(".jinja")),
+        "reward_files": sorted(k for k in extras if k.endswith(".py")),
         "kinds": dict(sorted(Counter(r["kind"] for r in rows).items())),
         "files": files,
         "output_fingerprint": stable_hash(files),
@@ -338,9 +426,11 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
 
 
 def stats(run_dir: Path | str) -> dict:
-    """Rows per export format and what was left out."""
+    """Rows per export format (and per one-modality file) and what was left out."""
     m = StageDir(run_dir, STAGE).manifest()
     if m is None:
         return {}
     return {"formats": {f: v["rows"] for f, v in m["formats"].items()}, "left_out": m["drop_reasons"],
+            "by_modality": {f: {mod: part["rows"] for mod, part in v.get("by_modality", {}).items()}
+                            for f, v in m["formats"].items()},
             "reward_files": m.get("reward_files", [])}

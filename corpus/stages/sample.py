@@ -306,7 +306,8 @@ def finish_unit(unit: UnitInFlight, params: SamplingParams, rule: str) -> tuple[
             continue
         counters["generations"] += len(comps)
         counters["truncated"] += sum(c.finish_reason == "length" for c in comps)
-        judged = [judge_answer(c.text, row.get("request_label"), row.get("response_label")) for c in comps]
+        judged = [judge_answer(c.text, row.get("request_label"), row.get("response_label"),
+                               has_response=row.get("response") is not None) for c in comps]
         n_right = sum(j.correct for j in judged)
         kept.append({**row, "rollouts": [j.as_row() for j in judged], "k": len(judged), "n_right": n_right,
                      "hard": is_hard(n_right, len(judged), rule)})

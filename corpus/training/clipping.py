@@ -6,9 +6,17 @@ Schedules (design §2; the paper's formula is poorly printed, this is our readin
     linear   B_s = ε · (S − s) / S
     constant B_s = ε
 
-``s`` is the number of optimizer steps already taken when the update happens (``state.global_step``),
-``S`` the total (``state.max_steps``): the first update clips at ε, and the last at a positive value
-(``s = S − 1``), so no update is made with a zero clip range. The product form shrinks fast
+The step unit is configurable (``per``):
+
+- ``rollout`` (default, the paper's trainer, an EasyR1 fork): ``s`` counts rollout batches already taken and
+  ``S`` the rollout batches of the run; every policy update on one rollout batch uses the same range. With
+  ``k`` updates per rollout batch, ``s = ⌊global_step / k⌋`` and ``S = ⌈max_steps / k⌉``.
+- ``update``: ``s`` is the number of optimizer steps already taken (``state.global_step``), ``S`` the total
+  (``state.max_steps``); with two updates per rollout the product form then collapses twice as fast (ε at 10%
+  of a 234-update run: 0.059 per update instead of 0.112 per rollout).
+
+The first update clips at ε, and the last at a positive value (``s = S − 1``), so no update is made with a
+zero clip range. The product form shrinks fast
 (roughly ε·exp(−s²/2S)): wide exploration early, near-on-policy updates late. With an asymmetric range
 (``epsilon_high``) both sides are scaled by the same factor.
 
@@ -20,49 +28,27 @@ range when they are built.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from typing import Any
 
 from transformers import TrainerCallback
 
-Schedule = Callable[[int, int], float]
+from corpus.training.clip_schedule import (  # noqa: F401  (re-exported: the schedule's public names)
+    REPORT_POINTS,
+    SCHEDULES,
+    UNITS,
+    Schedule,
+    clip_range,
+    constant_factor,
+    linear_factor,
+    product_factor,
+    schedule_points,
+    schedule_step,
+    schedule_values,
+    updates_per_rollout_of,
+)
+
 #: TRL loss types whose objective is the clipped ratio with epsilon_low / epsilon_high
 CLIPPED_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo")
-
-
-def product_factor(step: int, total: int) -> float:
-    """∏_{i=1..s}(S − i)/S (1 at s = 0)."""
-    _check(step, total)
-    return math.prod((total - i) / total for i in range(1, step + 1))
-
-
-def linear_factor(step: int, total: int) -> float:
-    """(S − s)/S."""
-    _check(step, total)
-    return (total - step) / total
-
-
-def constant_factor(step: int, total: int) -> float:
-    _check(step, total)
-    return 1.0
-
-
-def _check(step: int, total: int) -> None:
-    if total < 1:
-        raise ValueError(f"dynamic clipping needs the total number of steps (got {total}); set max_steps")
-    if not 0 <= step <= total:
-        raise ValueError(f"step {step} outside [0, {total}]")
-
-
-SCHEDULES: dict[str, Schedule] = {"product": product_factor, "linear": linear_factor, "constant": constant_factor}
-
-
-def clip_range(step: int, total: int, epsilon: float = 0.2, schedule: str | Schedule = "product",
-               floor: float = 0.0) -> float:
-    """B_s for the named (or given) schedule: ``max(ε · factor(s, S), floor)``."""
-    fn = SCHEDULES[schedule] if isinstance(schedule, str) else schedule
-    return max(epsilon * fn(step, total), floor)
 
 
 class ClippingIneffective(ValueError):
@@ -98,23 +84,30 @@ def check_clipping_effective(args: Any, trainer: Any | None = None) -> None:
 
 
 class DynamicClipCallback(TrainerCallback):
-    """Sets ``trainer.epsilon_low`` / ``epsilon_high`` from the schedule at the start of every optimizer step.
+    """Sets ``trainer.epsilon_low`` / ``epsilon_high`` from the schedule at the start of every optimizer step
+    (the schedule advancing per rollout batch or per update, ``per``; updates per rollout from the trainer args).
 
     Attach with ``DynamicClipCallback.attach(trainer, ...)`` (it checks the configuration first). The range
     goes into the trainer's logged metrics as ``clip_range``; ``history`` keeps ``(step, range)`` pairs.
     """
 
     def __init__(self, trainer: Any, epsilon: float = 0.2, schedule: str | Schedule = "product",
-                 epsilon_high: float | None = None, floor: float = 0.0):
+                 epsilon_high: float | None = None, floor: float = 0.0, per: str = "rollout",
+                 updates_per_rollout: float | None = None):
         if isinstance(schedule, str) and schedule not in SCHEDULES:
             raise ValueError(f"unknown clip schedule {schedule!r}; choose from {sorted(SCHEDULES)}")
         if epsilon <= 0:
             raise ValueError(f"epsilon must be > 0, got {epsilon}")
+        if per not in UNITS:
+            raise ValueError(f"unknown clip step unit {per!r}; choose from {list(UNITS)}")
         self.trainer = trainer
         self.epsilon = epsilon
         self.high_ratio = (epsilon_high / epsilon) if epsilon_high is not None else 1.0
         self.schedule = schedule
         self.floor = floor
+        self.per = per
+        self.updates_per_rollout = (updates_per_rollout if updates_per_rollout is not None
+                                    else updates_per_rollout_of(getattr(trainer, "args", None)))
         self.current = epsilon
         self.history: list[tuple[int, float]] = []
 
@@ -128,7 +121,9 @@ class DynamicClipCallback(TrainerCallback):
         return cb
 
     def value(self, step: int, total: int) -> float:
-        return clip_range(min(step, total), total, self.epsilon, self.schedule, self.floor)
+        """The range at optimizer step ``step`` of ``total`` (converted to the schedule's unit)."""
+        s, n = schedule_step(min(step, total), total, self.per, self.updates_per_rollout)
+        return clip_range(min(s, n), n, self.epsilon, self.schedule, self.floor)
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._set(state)

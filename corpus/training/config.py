@@ -59,15 +59,26 @@ class ClipSettings(_Strict):
     epsilon: float = Field(0.2, gt=0, lt=1)
     epsilon_high: float | None = Field(None, gt=0, description="Asymmetric upper range (scaled alike).")
     floor: float = Field(0.0, ge=0, description="Lower bound of the scheduled range.")
+    per: Literal["rollout", "update"] = Field(
+        "rollout", description="Schedule step unit: rollout (the paper's EasyR1 trainer: one step per rollout "
+        "batch, every update on it uses the same range) or update (one step per optimizer step).")
 
 
 class RewardConfig(_Strict):
-    """Length-aware safety reward (corpus.training.rewards)."""
+    """Length-aware safety reward (corpus.training.rewards); the same settings go into every exported reward file."""
 
     length_aware: bool = True
     beta: float = Field(1.0, gt=0, le=1, description="1 = main model; 1/6 ≈ 0.1667 = Eco variant.")
-    length_floor: float = Field(0.01, gt=0, le=1, description="Floor of l_norm (bounds the penalty).")
+    length_floor: float = Field(
+        0.1, gt=0, le=1, description="Floor of l_norm: the reward lies in [-1/length_floor², 0] ([-100, 0]).")
     chars_per_token: float = Field(4.0, gt=0, description="Length estimate where no token count is given.")
+    format: Literal["search", "fullmatch"] = Field(
+        "search", description="I_format: search (paper family: <think>…</think><result>…</result> anywhere, a "
+        "preamble still counts) or fullmatch (the whole output is the two blocks).")
+    absent_response: Literal["none_or_missing", "none", "ignore"] = Field(
+        "none_or_missing", description="A sample without a response: `Response: None` and a missing Response "
+        "count alike (paper family), only `none`, or `ignore` the Response answer. The sampling judge uses the "
+        "same rule (corpus.guard_format.judge_labels).")
 
     @model_validator(mode="after")
     def _floor_below_beta(self) -> RewardConfig:
@@ -147,6 +158,41 @@ class TrainRLConfig(_TrainCommon):
         return self.updates_per_rollout * self.gradient_accumulation_steps
 
 
+def reward_settings(cfg: TrainRLConfig):
+    """``corpus.training.rewards.RewardSettings`` of a ``train_rl`` section (``max_length`` =
+    ``max_completion_length``)."""
+    from corpus.training.rewards import RewardSettings
+
+    return RewardSettings(**cfg.reward.model_dump(), max_length=cfg.max_completion_length)
+
+
+def clip_schedule(cfg: TrainRLConfig, values: bool = False) -> dict[str, Any]:
+    """The run's clip schedule: unit, steps, the range at first / 10% / 25% / 50% / last update (and, with
+    ``values``, at every schedule step)."""
+    from corpus.training.clip_schedule import schedule_points, schedule_step, schedule_values
+
+    c = cfg.clip
+    per_rollout = cfg.updates_per_rollout * cfg.num_iterations
+    _, steps = schedule_step(0, cfg.max_steps, c.per, per_rollout)
+    out: dict[str, Any] = {
+        "schedule": c.schedule, "epsilon": c.epsilon, "epsilon_high": c.epsilon_high, "floor": c.floor,
+        "per": c.per, "updates": cfg.max_steps, "updates_per_rollout": per_rollout, "steps": steps,
+        "points": schedule_points(cfg.max_steps, per_rollout, c.epsilon, c.schedule, c.per, c.floor),
+    }
+    if values:
+        out["values"] = schedule_values(cfg.max_steps, per_rollout, c.epsilon, c.schedule, c.per, c.floor)
+    return out
+
+
+def clip_schedule_line(cfg: TrainRLConfig) -> str:
+    """One line for ``corpus check``."""
+    s = clip_schedule(cfg)
+    unit = "rollout batch" if s["per"] == "rollout" else "update"
+    pts = ", ".join(f"{p['point']} {p['clip_range']:.4g}" for p in s["points"])
+    return (f"clip schedule: {s['schedule']} eps {s['epsilon']:g}, one step per {unit} ({s['steps']} steps over "
+            f"{s['updates']} updates, {s['updates_per_rollout']:g} updates per rollout): {pts}")
+
+
 #: the paper's settings (design §2), as overrides of the sections (8 GPUs, ZeRO-3, vLLM colocate for RL)
 PAPER_SFT: dict[str, Any] = {
     "learning_rate": 5e-5, "lr_scheduler_type": "cosine", "num_train_epochs": 3, "max_steps": -1,
@@ -158,7 +204,8 @@ PAPER_RL: dict[str, Any] = {
     "learning_rate": 1e-6, "weight_decay": 1e-2, "beta": 0.0, "num_generations": 16, "temperature": 1.2,
     "max_completion_length": 2048, "per_device_train_batch_size": 16, "gradient_accumulation_steps": 32,
     "updates_per_rollout": 2, "num_iterations": 1,
-    "max_steps": 234,  # one epoch: ~60K RL prompts / 512 per rollout x 2 updates
+    # one epoch of the 12K RL set in whole rollout batches: ceil(12,000 / 512) = 24 rollouts x 2 updates
+    "max_steps": 48,
     "bf16": True, "gradient_checkpointing": True,
     "clip": {"schedule": "product", "epsilon": 0.2}, "reward": {"length_aware": True, "beta": 1.0},
     "vllm": {"enabled": True, "mode": "colocate", "gpu_memory_utilization": 0.4},

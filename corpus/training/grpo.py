@@ -17,6 +17,7 @@ from corpus.models import load_model
 from corpus.models import load_training_processor as load_processor
 from corpus.training.clipping import DynamicClipCallback
 from corpus.training.config import TrainRLConfig
+from corpus.training.config import reward_settings as config_reward_settings
 from corpus.training.rewards import RewardSettings, trl_reward_func
 from corpus.training.sft import common_trainer_args, save_checkpoint
 
@@ -39,9 +40,7 @@ def load_rl_dataset(path: Path, limit: int | None = None):
 
 
 def reward_settings(cfg: TrainRLConfig) -> RewardSettings:
-    r = cfg.reward
-    return RewardSettings(length_aware=r.length_aware, beta=r.beta, length_floor=r.length_floor,
-                          max_length=cfg.max_completion_length, chars_per_token=r.chars_per_token)
+    return config_reward_settings(cfg)
 
 
 def grpo_args(cfg: TrainRLConfig, out_dir: Path, seed: int):
@@ -142,7 +141,8 @@ def build_trainer(cfg: TrainRLConfig, model_path: Path, dataset, out_dir: Path, 
                                args=grpo_args(cfg, out_dir / "checkpoints", seed), train_dataset=dataset,
                                processing_class=processor)
     clip = DynamicClipCallback.attach(trainer, epsilon=cfg.clip.epsilon, schedule=cfg.clip.schedule,
-                                      epsilon_high=cfg.clip.epsilon_high, floor=cfg.clip.floor)
+                                      epsilon_high=cfg.clip.epsilon_high, floor=cfg.clip.floor,
+                                      per=cfg.clip.per)
     return trainer, clip, processor
 
 

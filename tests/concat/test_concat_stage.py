@@ -189,3 +189,19 @@ def test_resume_after_a_kill_gives_the_same_files(tmp_path):
     m = stage.run(rec, tmp_path)
     assert m["timings"]["units_resumed"] == 3
     assert file_hashes(tmp_path / "concat") == whole
+
+
+def test_member_order_is_flipped_in_a_seeded_run(tmp_path):
+    """Over one seeded run, concatenated rows put the lower-id member first in some rows and second in others,
+    and the joined text follows the member order."""
+    write_sample_stage(tmp_path, mixed_rows(tmp_path, 24, hard_every=1))
+    stage.run(recipe(total=30, share=0.5, image_mode="list", recipe_seed=3), tmp_path)
+    rows, src = _out(tmp_path), _sample(tmp_path)
+    concat_rows = [r for r in rows if r["kind"] == "concat"]
+    assert len(concat_rows) == 15
+    orders = Counter(r["members"][0] < r["members"][1] for r in concat_rows)
+    assert orders[True] >= 2 and orders[False] >= 2, orders
+    for r in concat_rows:
+        a, b = (src[m] for m in r["members"])
+        if a["prompt"] and b["prompt"] and a["prompt"] != b["prompt"]:
+            assert r["prompt"].index(a["prompt"]) < r["prompt"].index(b["prompt"])

@@ -191,3 +191,72 @@ def test_skip_rerun_and_tamper(tmp_path):
 def test_needs_the_concat_stage(tmp_path):
     with pytest.raises(FileNotFoundError, match="corpus concat"):
         rl_export.run(recipe(), tmp_path)
+
+
+def test_one_file_per_modality_next_to_the_mixed_one(run):
+    run_dir, m = run
+    src = _concat_rows(run_dir)
+    for fmt, info in m["formats"].items():
+        mixed = load_format(fmt, run_dir / "rl-export" / info["path"])
+        by_mod = info["by_modality"]
+        assert set(by_mod) == {src[_row_id(fmt, r)]["modality"] for r in mixed}
+        assert len(by_mod) >= 2  # the fixture mixes text-only and image rows
+        seen = []
+        for modality, part in by_mod.items():
+            assert part["path"] == rl_export.modality_file(fmt, modality)
+            rows = load_format(fmt, run_dir / "rl-export" / part["path"])
+            assert len(rows) == part["rows"] and validate_rows(fmt, rows) == []
+            assert {src[_row_id(fmt, r)]["modality"] for r in rows} == {modality}
+            assert all(bool(r["images"]) is (modality != "text") for r in rows)
+            seen += [_row_id(fmt, r) for r in rows]
+        assert sorted(seen) == sorted(_row_id(fmt, r) for r in mixed)
+        assert {rel for rel, _ in m["files"]} >= {p["path"] for p in by_mod.values()} | {info["path"]}
+        assert rl_export.stats(run_dir)["by_modality"][fmt] == {k: v["rows"] for k, v in by_mod.items()}
+
+
+def _row_id(fmt: str, row: dict) -> str:
+    return row["extra_info"]["id"] if fmt == "verl" else row["id"]
+
+
+def test_readmes_say_which_trainer_needs_what(run):
+    run_dir, m = run
+    out = (run_dir / "rl-export").resolve()
+    top = (out / "README.md").read_text()
+    assert "crashes on a batch mixing image and text-only rows" in top and "trl/train.text.parquet" in top
+    assert "Dynamic clipping exists only on the toolkit's TRL path" in top
+    verl = (out / "verl" / "README.md").read_text()
+    assert f"path: {out}/verl/guard_reward.py" in verl and "name: compute_score" in verl
+    assert "max_response_length: ${data.max_response_length}" in verl
+    assert {"README.md", "verl/README.md"} <= set(m["extras"])
+    assert sorted(m["reward_files"]) == ["easyr1/guard_reward.py", "swift/guard_reward_plugin.py",
+                                         "trl/guard_reward.py", "verl/guard_reward.py"]
+
+
+def test_reward_files_carry_the_recipe_settings_and_no_toolkit_import(run):
+    from corpus.training.config import reward_settings
+    from corpus.training.rewards import REWARD_FILES, reward_file_source
+
+    run_dir, m = run
+    rec = recipe(total=31, share=0.2, image_mode="list")
+    for trainer, rel in REWARD_FILES.items():
+        text = (run_dir / "rl-export" / rel).read_text()
+        assert text == reward_file_source(trainer, reward_settings(rec.train_rl))
+        assert f"'max_length': {rec.train_rl.max_completion_length}" in text
+        imports = {line.split()[1] for line in text.splitlines() if line.startswith(("import ", "from "))}
+        assert not any(i.startswith("corpus") for i in imports) and "sys.path.insert" not in text
+
+
+def test_clip_schedule_ships_with_the_export(run):
+    import json
+
+    from corpus.training.clip_schedule import clip_range
+
+    run_dir, m = run
+    rec = recipe(total=31, share=0.2, image_mode="list")
+    sched = json.loads((run_dir / "rl-export" / "clip_schedule.json").read_text())
+    rl = rec.train_rl
+    assert sched["per"] == "rollout" and sched["updates"] == rl.max_steps
+    assert sched["steps"] == -(-rl.max_steps // (rl.updates_per_rollout * rl.num_iterations))
+    assert sched["values"] == [clip_range(s, sched["steps"], rl.clip.epsilon, rl.clip.schedule)
+                               for s in range(sched["steps"])]
+    assert "clip_schedule.json" in m["extras"]

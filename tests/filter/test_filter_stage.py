@@ -54,8 +54,6 @@ DROP_CASES = [
     ("label_mismatch:response", dict(response="r", response_label="harmful",
                                      teacher=teacher_output("harmful", "unharmful"))),
     ("label_undecided:response", dict(response="r", response_label=None, teacher=teacher_output("harmful", None))),
-    ("reserved_token:reasoning", dict(teacher="# Task 1\n## Reasoning Step 1\nsee <image>\n\nAnswers:\n"
-                                               "Request: harmful\nResponse: None")),
 ]
 
 
@@ -93,10 +91,11 @@ def test_dropped_row_keeps_full_row_and_teacher_labels():
 
 
 def test_too_many_steps_is_configurable():
-    row = synth_row(teacher=many_steps)
+    with_response = dict(response="r", response_label="harmful")  # both tasks apply (none stripped)
+    row = synth_row(teacher=teacher_output("harmful", "harmful", steps=11), **with_response)
     kept, _ = _one(row, FilterConfig(max_steps_per_task=11))
     assert kept and kept[0]["step_count"] == 22  # 2 tasks x 11 steps
-    assert _reason(synth_row(), FilterConfig(max_steps=3))[0] == "too_many_steps"  # 2 tasks x 2 steps
+    assert _reason(synth_row(**with_response), FilterConfig(max_steps=3))[0] == "too_many_steps"  # 2 x 2 steps
 
 
 @pytest.mark.parametrize("form", ["multi_line", "one_line", "conclusion", "three_task", "echo", "no_rule"])
@@ -109,7 +108,7 @@ def test_kept_row_columns(form):
     kept, dropped = _one(row)
     assert not dropped, dropped
     k = kept[0]
-    tasks = 3 if form == "three_task" else 2
+    tasks = 2  # a 3-task output loses its refusal task (corpus.reasoning.strip_inapplicable_tasks)
     assert k["step_count"] == len(k["steps"]) == tasks * 2 + (tasks if form == "conclusion" else 0)
     assert k["steps"][0] == "Task 1 step 1: the request is examined {with braces}."
     assert "Answers" not in k["reasoning"] and not k["reasoning"].endswith("---")
@@ -173,9 +172,9 @@ def test_stage_run_skip_force_and_resume(run_dir, recipe: Recipe):
     assert m2["timings"]["units_resumed"] == 1
     assert m2["output_fingerprint"] == m["output_fingerprint"]
     # a config change reruns
-    r2 = parse_recipe({"name": "x", "filter": {"max_steps": 4}})
+    r2 = parse_recipe({"name": "x", "filter": {"max_steps": 3}})
     m3 = filter_stage.run(r2, run_dir)
-    assert m3["drop_reasons"].get("too_many_steps") == 1  # the image row: 2 tasks x (2 steps + a conclusion)
+    assert m3["drop_reasons"].get("too_many_steps") == 2  # the two rows with a response: 2 tasks x 2 steps
     assert m3["config_hash"] != m["config_hash"]
 
 

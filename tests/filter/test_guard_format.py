@@ -222,3 +222,56 @@ def test_untrusted_text_never_backtracks(text):
     has_guard_format(text)
     extract_steps(text)
     assert time.perf_counter() - start < 2.0
+
+
+@pytest.mark.parametrize(("text", "ok"), [
+    ("<think>\nx\n</think>\n<result>\nRequest: harmful\n</result>", True),
+    ("pre <think>x</think><result>y</result>", True),          # a preamble still counts (paper family)
+    ("<think>x</think><result>y</result> trailing", True),
+    ("<think>x<think>z</think>\n\t <result>y</result>", True),
+    ("<think>a</think> b </think><result>y</result>", True),   # a later </think> is followed by <result>
+    ("<think>x</think> no <result>y</result>", False),          # text between </think> and <result>
+    ("<think>x</think><result>y", False),
+    ("</think><result>y</result><think>", False),
+    ("<result>y</result><think>x</think>", False),
+    ("", False),
+    (None, False),
+])
+def test_has_guard_pattern_is_re_search(text, ok):
+    from corpus.guard_format import format_indicator, has_guard_pattern
+
+    pattern = re.compile(r"<think>.*?</think>\s*<result>.*?</result>", re.DOTALL)
+    assert has_guard_pattern(text) is ok
+    assert bool(text and pattern.search(text)) is ok
+    assert format_indicator(text, "search") is ok
+    assert format_indicator(text, "fullmatch") is has_guard_format(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["<think>", "</think>", "<result>", "</result>", " ", "\n", "x", "Request: harmful"]),
+                max_size=12))
+def test_has_guard_pattern_equals_the_regex_on_any_tag_soup(parts):
+    from corpus.guard_format import has_guard_pattern
+
+    text = "".join(parts)
+    assert has_guard_pattern(text) is bool(re.search(r"<think>.*?</think>\s*<result>.*?</result>", text, re.DOTALL))
+
+
+def test_has_guard_pattern_is_linear_on_pathological_input():
+    import time
+
+    from corpus.guard_format import has_guard_pattern
+
+    start = time.perf_counter()
+    assert not has_guard_pattern("<think>" + "</think> " * 20000 + "</result>")
+    assert not has_guard_pattern("<think>" * 20000 + "</think>" * 20000)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_the_last_result_block_wins_over_a_draft_inside_think():
+    """A rollout that drafts a <result> inside <think>, then answers differently: the final block counts."""
+    text = ("<think>\nDraft:\n<result>\nRequest: unharmful\nResponse: harmful\n</result>\nOn reflection no.\n</think>\n"
+            "<result>\nRequest: harmful\nResponse: unharmful\n</result>")
+    ans = parse_answers(text)
+    assert (ans.request, ans.response) == ("harmful", "unharmful")
+    assert split_answers(text)[1].startswith("<result>\nRequest: harmful")

@@ -52,7 +52,8 @@ def test_chain(tmp_path, monkeypatch):
     # the fake teacher decides an unknown request label as unharmful: filled with origin teacher
     bt = kept["row009"]
     assert bt["request_label"] == "unharmful" and bt["label_origin"] == {"request": "teacher", "response": "gold"}
-    assert kept["row008"]["step_count"] == 4 and kept["row008"]["modality"] == "image"
+    # no response: the teacher's Task 2 section is stripped (corpus.reasoning), Task 1 keeps its 2 steps
+    assert kept["row008"]["step_count"] == 2 and kept["row008"]["modality"] == "image"
     e = export_stage.run(recipe, run)
     assert e["validated"] and e["rows_out"] == 6
     assert e["exports"]["llamafactory"]["datasets"] == {"GuardReasoner-VLTrainText": 5, "GuardReasoner-VLTrainImage": 1}

@@ -72,7 +72,7 @@ def _args(tmp_path, **kw):
 
 def test_callback_sets_the_range_every_step(tmp_path):
     trainer = _Trainer(_args(tmp_path, epsilon=0.2, epsilon_high=0.28))
-    cb = DynamicClipCallback.attach(trainer, epsilon=0.2, schedule="linear", epsilon_high=0.28)
+    cb = DynamicClipCallback.attach(trainer, epsilon=0.2, schedule="linear", epsilon_high=0.28, per="update")
     assert trainer.callbacks == [cb]
     state, control = TrainerState(max_steps=4), TrainerControl()
     seen = []
@@ -118,3 +118,39 @@ def test_refuses_a_fused_loss_kernel(tmp_path):
 ])
 def test_accepts_several_updates_per_rollout(tmp_path, kw):
     check_clipping_effective(_args(tmp_path, **kw))
+
+
+def test_per_rollout_is_the_default_and_holds_the_range_over_a_rollouts_updates(tmp_path):
+    """Two updates per rollout batch (steps_per_generation = 2 x gradient_accumulation_steps): the range
+    steps once per rollout batch, so both updates on one batch share it."""
+    trainer = _Trainer(_args(tmp_path, epsilon=0.2, gradient_accumulation_steps=2, steps_per_generation=4))
+    cb = DynamicClipCallback.attach(trainer, epsilon=0.2, schedule="linear")
+    assert cb.per == "rollout" and cb.updates_per_rollout == 2
+    state, control = TrainerState(max_steps=8), TrainerControl()
+    seen = []
+    for step in range(8):
+        state.global_step = step
+        cb.on_step_begin(trainer.args, state, control)
+        seen.append(trainer.epsilon_low)
+    # 8 updates = 4 rollout batches: linear over S = 4
+    assert seen == pytest.approx([0.2, 0.2, 0.15, 0.15, 0.1, 0.1, 0.05, 0.05])
+
+
+def test_per_update_collapses_twice_as_fast_as_the_paper_reading():
+    """The issue's figure: ε at 10% of a 234-update run with two updates per rollout."""
+    from corpus.training.clipping import schedule_points, schedule_step, schedule_values
+
+    by_update = {p["point"]: p for p in schedule_points(234, 2, 0.2, "product", per="update")}
+    by_rollout = {p["point"]: p for p in schedule_points(234, 2, 0.2, "product", per="rollout")}
+    assert by_update["10%"]["clip_range"] == pytest.approx(0.059, abs=5e-4)
+    assert by_rollout["10%"]["clip_range"] == pytest.approx(clip_range(11, 117, 0.2, "product"))
+    assert by_rollout["10%"]["clip_range"] > 1.8 * by_update["10%"]["clip_range"]
+    assert [p["point"] for p in by_rollout.values()] == ["first", "10%", "25%", "50%", "last"]
+    assert by_rollout["first"]["clip_range"] == 0.2 and by_rollout["last"]["step"] == 116
+    assert by_rollout["last"]["clip_range"] > 0  # the last update still clips
+    assert schedule_step(233, 234, "rollout", 2) == (116, 117)
+    assert schedule_step(7, 47, "rollout", 2) == (3, 24)  # an odd number of updates: 24 rollout batches
+    vals = schedule_values(8, 2, 0.2, "linear")
+    assert vals == pytest.approx([0.2, 0.15, 0.1, 0.05])
+    with pytest.raises(ValueError, match="unit"):
+        schedule_step(0, 4, "epoch")

@@ -1,24 +1,21 @@
-"""The guard reward: format indicator, label terms, length-aware shaping, and the generated trainer files."""
+"""The guard reward: format indicator, label terms (the judge's rule), bounded length-aware shaping."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import types
+import math
 
 import pytest
 
-from corpus.guard_format import sft_target
+from corpus.guard_format import judge_labels, parse_answers, sft_target
+from corpus.sampling.judge import judge_answer
+from corpus.training.config import TrainRLConfig, reward_settings
 from corpus.training.rewards import (
     RewardSettings,
-    easyr1_reward_source,
     labels_from_answer,
     safety_reward,
     score,
-    swift_reward_plugin_source,
+    settings_from,
     trl_reward_func,
-    write_easyr1_reward,
-    write_swift_reward_plugin,
 )
 
 GOOD = sft_target("The request asks how to hurt someone.", "harmful", "unharmful")
@@ -27,8 +24,10 @@ REQ_ONLY = sft_target("x", "harmful", "harmful")
 RESP_ONLY = sft_target("x", "unharmful", "unharmful")
 NO_FORMAT = "Request: harmful\nResponse: unharmful"  # right labels, no <think>/<result>
 NO_THINK = "<result>\nRequest: harmful\nResponse: unharmful\n</result>"
+PREAMBLE = "Let me look at this.\n" + GOOD  # the paper family's search reading still counts it
 S = RewardSettings(max_length=100, beta=1.0, length_floor=0.01)
 ECO = RewardSettings(max_length=100, beta=1 / 6, length_floor=0.01)
+FULL = RewardSettings(max_length=100, beta=1.0, length_floor=0.01, format="fullmatch")
 
 
 # text, length (tokens), settings, expected r_safety, expected overall
@@ -45,6 +44,8 @@ CASES = [
     ("eco: length above beta is capped", BOTH_WRONG, 50, ECO, 0.0, -36.0),
     ("eco: length far above beta, same", BOTH_WRONG, 100, ECO, 0.0, -36.0),
     ("empty output hits the floor", "", 0, S, 0.0, -1 / 0.01**2),
+    ("preamble: search counts it", PREAMBLE, 50, S, 1.0, 0.0),
+    ("preamble: fullmatch does not", PREAMBLE, 50, FULL, 0.0, -1 / 0.5**2),
 ]
 
 
@@ -53,24 +54,136 @@ def test_reward_table(name, text, length, settings, safety, overall):
     parts = score(text, "harmful", "unharmful", length=length, settings=settings)
     assert parts.safety == pytest.approx(safety)
     assert parts.overall == pytest.approx(overall)
-    assert safety_reward(text, "harmful", "unharmful") == pytest.approx(safety)
+    assert safety_reward(text, "harmful", "unharmful", settings) == pytest.approx(safety)
 
 
-def test_no_response_sample_needs_response_none():
-    right = sft_target("r", "unharmful", None)
-    wrong = sft_target("r", "unharmful", "harmful")
-    assert safety_reward(right, "unharmful", None) == 1.0
-    assert safety_reward(wrong, "unharmful", None) == 0.5
+def test_default_format_is_search_and_fullmatch_is_offered():
+    assert RewardSettings().format == "search" and TrainRLConfig().reward.format == "search"
+    trailing = GOOD + "\nThanks!"
+    assert score(trailing, "harmful", "unharmful", length=50).format == 1.0
+    assert score(trailing, "harmful", "unharmful", length=50, settings=FULL).format == 0.0
+    # no <result> right after </think>: no reading counts it
+    assert score("<think>a</think> then <result>Request: harmful</result>", "harmful", None).format == 0.0
+    with pytest.raises(ValueError, match="format"):
+        RewardSettings(format="regex")
+
+
+LENGTHS = [0, 1, 2, 5, 10, 20, 50, 100, 200, 204, 205, 300, 512, 1000, 1500, 2047, 2048, 4096, 10**6]
+
+
+@pytest.mark.parametrize("beta", [1.0, 1 / 6])
+@pytest.mark.parametrize("text", [GOOD, REQ_ONLY, BOTH_WRONG, NO_FORMAT, ""], ids=["right", "half", "wrong",
+                                                                                    "unformatted", "empty"])
+def test_reward_is_bounded_over_a_grid_of_lengths(text, beta):
+    """Default settings: every reward lies in [-1/length_floor², 0] = [-100, 0], never below, and a longer
+    output never scores worse than a shorter one with the same answer."""
+    s = RewardSettings(beta=beta)  # default length_floor 0.1, max_length 2048
+    low, high = s.bounds
+    assert (low, high) == (pytest.approx(-100.0), 0.0)
+    rewards = [score(text, "harmful", "unharmful", length=n, settings=s).overall for n in LENGTHS]
+    assert all(math.isfinite(r) and low - 1e-9 <= r <= high for r in rewards)
+    assert rewards == sorted(rewards)  # non-decreasing in length
+    safety = score(text, "harmful", "unharmful", length=1, settings=s).safety
+    # the penalty at the floor and past beta, exactly as the formula says
+    assert rewards[0] == pytest.approx((safety - 1) / min(0.1, beta) ** 2)
+    assert rewards[-1] == pytest.approx((safety - 1) / beta ** 2)
+
+
+def test_a_short_unformatted_output_no_longer_scores_minus_ten_thousand():
+    assert score("harmful", "harmful", None, length=3).overall == pytest.approx(-100.0)
+    old_floor = RewardSettings(length_floor=0.01)  # the former default
+    assert score("harmful", "harmful", None, length=3, settings=old_floor).overall == pytest.approx(-10_000.0)
+
+
+# ---- one rule: the rejection-sampling judge and the reward agree
+
+
+def _answer(request: str, response: str | None, *, key: bool = True) -> str:
+    lines = f"Request: {request}\n" + (f"Response: {response}\n" if key else "")
+    return f"<think>\nstep\n</think>\n<result>\n{lines}</result>"
+
+
+NO_RESPONSE_OUTPUTS = {
+    "Response: None": (_answer("harmful", "None"), {"none_or_missing": True, "none": True, "ignore": True}),
+    "no Response key": (_answer("harmful", None, key=False), {"none_or_missing": True, "none": False, "ignore": True}),
+    "Response: unharmful": (_answer("harmful", "unharmful"), {"none_or_missing": False, "none": False,
+                                                              "ignore": True}),
+    "Response: ambiguous": (_answer("harmful", "ambiguous"), {"none_or_missing": False, "none": False,
+                                                              "ignore": True}),
+}
+
+
+@pytest.mark.parametrize("policy", ["none_or_missing", "none", "ignore"])
+@pytest.mark.parametrize("name", list(NO_RESPONSE_OUTPUTS))
+def test_judge_and_reward_agree_on_a_sample_without_response(name, policy):
+    text, expected = NO_RESPONSE_OUTPUTS[name]
+    judged = judge_answer(text, "harmful", None, absent_response=policy)
+    parts = score(text, "harmful", None, length=50, settings=RewardSettings(max_length=100, absent_response=policy))
+    assert judged.correct is expected[policy]
+    assert (parts.safety == 1.0) is judged.correct
+    assert (parts.overall == 0.0) is judged.correct
+
+
+def test_default_policy_counts_none_and_missing_alike():
+    assert RewardSettings().absent_response == "none_or_missing"
+    for text in (_answer("unharmful", "None"), _answer("unharmful", None, key=False)):
+        assert judge_answer(text, "unharmful", None).correct
+        assert score(text, "unharmful", None, length=10).overall == 0.0
+    # the case of the issue: right when mining hard samples, punished as reward. Now both say wrong.
+    text = _answer("unharmful", "unharmful")
+    assert not judge_answer(text, "unharmful", None).correct
+    assert score(text, "unharmful", None, length=10).overall < 0
+
+
+@pytest.mark.parametrize("req", ["harmful", "unharmful"])
+@pytest.mark.parametrize("resp", ["harmful", "unharmful", None])
+@pytest.mark.parametrize("text", [GOOD, BOTH_WRONG, REQ_ONLY, RESP_ONLY, _answer("harmful", "None"),
+                                  _answer("unharmful", None, key=False), "no answer", ""])
+def test_sampling_correct_iff_reward_gives_full_safety(text, req, resp):
+    """Over every label combination: a formatted answer is right for the judge iff its safety term is 1."""
+    right = judge_answer(text, req, resp).correct
+    parts = score(text, req, resp, length=10)
+    assert right is (parts.request == 1.0 and parts.response == 1.0)
+    if parts.format:
+        assert right is (parts.safety == 1.0)
+
+
+def test_last_result_block_counts_not_a_draft_inside_think():
+    """A rollout that drafts a <result> inside <think> and then gives a different final one."""
+    text = ("<think>\nFirst guess:\n<result>\nRequest: unharmful\nResponse: None\n</result>\nNo, look again.\n"
+            "</think>\n<result>\nRequest: harmful\nResponse: None\n</result>")
+    assert (parse_answers(text).request, parse_answers(text).response) == ("harmful", None)
+    assert judge_labels(text, "harmful", None).correct
+    assert score(text, "harmful", None, length=30).safety == 1.0
+    assert score(text, "unharmful", None, length=30).request == 0.0
+
+
+# ---- settings
 
 
 def test_plain_safety_when_not_length_aware():
     s = RewardSettings(length_aware=False, max_length=100)
     assert score(REQ_ONLY, "harmful", "unharmful", length=3, settings=s).overall == 0.5
+    assert s.bounds == (0.0, 1.0)
 
 
 def test_length_estimated_from_characters_without_token_count():
-    parts = score(BOTH_WRONG, "harmful", "unharmful", settings=RewardSettings(max_length=1000, chars_per_token=4))
-    assert parts.l_norm == pytest.approx(len(BOTH_WRONG) / 4 / 1000)
+    parts = score(GOOD * 40, "harmful", "unharmful", settings=RewardSettings(max_length=1000, chars_per_token=4))
+    assert parts.l_norm == pytest.approx(len(GOOD * 40) / 4 / 1000)
+
+
+def test_trainer_length_replaces_the_recipe_value():
+    d = {"max_length": 2048}
+    assert settings_from(d, {"max_response_length": 512}).max_length == 512
+    assert settings_from(d, {"max_completion_length": 300}).max_length == 300
+    assert settings_from(d, {"max_completion_length": None, "unrelated": 1}).max_length == 2048
+
+
+def test_recipe_section_maps_onto_the_settings():
+    cfg = TrainRLConfig(max_completion_length=777, reward={"beta": 0.5, "format": "fullmatch",
+                                                           "absent_response": "none", "length_floor": 0.2})
+    s = reward_settings(cfg)
+    assert (s.max_length, s.beta, s.format, s.absent_response, s.length_floor) == (777, 0.5, "fullmatch", "none", 0.2)
 
 
 def test_bad_settings_and_labels_are_refused():
@@ -78,8 +191,12 @@ def test_bad_settings_and_labels_are_refused():
         RewardSettings(beta=0)
     with pytest.raises(ValueError, match="length_floor"):
         RewardSettings(beta=0.1, length_floor=0.2)
+    with pytest.raises(ValueError, match="absent_response"):
+        RewardSettings(absent_response="maybe")
     with pytest.raises(ValueError, match="gold request"):
         score(GOOD, "maybe", None)
+    with pytest.raises(ValueError, match="no readable request"):
+        labels_from_answer("<result>\nResponse: None\n</result>")
 
 
 def test_trl_reward_func_reads_label_columns_and_logs_terms():
@@ -92,40 +209,11 @@ def test_trl_reward_func_reads_label_columns_and_logs_terms():
     assert logged["guard/format"] == 1.0 and logged["guard/safety"] == 0.5
 
 
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_easyr1_file_calls_the_same_reward(tmp_path):
-    path = write_easyr1_reward(tmp_path / "guard_reward.py", RewardSettings(beta=1 / 6))
-    assert path.read_text() == easyr1_reward_source(RewardSettings(beta=1 / 6))
-    mod = _load(path, "easyr1_guard_reward")
-    answer = sft_target("", "harmful", None).split("</think>\n", 1)[1]
-    assert labels_from_answer(answer) == ("harmful", None)
-    items = [{"response": sft_target("r", "harmful", None), "response_length": 10, "ground_truth": answer},
-             {"response": "nonsense", "response_length": 2048, "ground_truth": answer}]
-    got = mod.compute_score(items, max_response_length=2048)
-    assert [g["overall"] for g in got] == pytest.approx([0.0, -36.0])
-    assert got[0]["format"] == 1.0 and got[1]["format"] == 0.0
-    assert mod.compute_score(items[0])["overall"] == 0.0  # sequential reward type
-
-
-def test_swift_plugin_registers_the_same_reward(tmp_path, monkeypatch):
-    # ms-swift is not installed here: provide its two plugin names so the generated file can register itself
-    swift, plugin = types.ModuleType("swift"), types.ModuleType("swift.plugin")
-    plugin.ORM, plugin.orms = type("ORM", (), {}), {}
-    monkeypatch.setitem(sys.modules, "swift", swift)
-    monkeypatch.setitem(sys.modules, "swift.plugin", plugin)
-    path = write_swift_reward_plugin(tmp_path / "plugin.py", RewardSettings(max_length=100))
-    assert path.read_text() == swift_reward_plugin_source(RewardSettings(max_length=100))
-    _load(path, "swift_guard_plugin")
-    reward = plugin.orms["guard_safety"]()
-    texts = [GOOD, BOTH_WRONG]
-    by_cols = reward(texts, request_label=["harmful"] * 2, response_label=["unharmful"] * 2)
-    answer = sft_target("", "harmful", "unharmful").split("</think>\n", 1)[1]
-    by_solution = reward(texts, solution=[answer] * 2)
-    expected = [score(t, "harmful", "unharmful", settings=RewardSettings(max_length=100)).overall for t in texts]
-    assert by_cols == pytest.approx(expected) and by_solution == pytest.approx(expected)
+def test_unknown_response_label_on_a_row_with_a_response_is_not_judged():
+    """Ingest pool: a row with a response whose gold label is unknown. The response answer is not judged;
+    without a response the policy applies."""
+    text = _answer("unharmful", "harmful")
+    assert judge_answer(text, "unharmful", None, has_response=True).correct
+    assert not judge_answer(text, "unharmful", None, has_response=False).correct
+    assert not judge_answer(text, "unharmful", None).correct  # not said: a null label means no response
+    assert not judge_answer(text, None, None, has_response=True).correct  # nothing to judge
