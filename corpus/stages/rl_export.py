@@ -32,6 +32,7 @@ import os
 import shutil
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -39,6 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
+from corpus.engine.progress import RowProgress
 from corpus.guard_format import (
     HARM_LABELS,
     count_image_tokens,
@@ -67,6 +69,8 @@ FILES: dict[str, str] = {"trl": "trl/train.parquet", "easyr1": "easyr1/train.par
                          "verl": "verl/train.parquet", "swift": "swift/train.jsonl"}
 MODALITIES = ("text", "image", "text_image")
 REQUEST_LABELS = HARM_LABELS
+#: rows buffered per file before they are appended (one Parquet row group)
+WRITE_CHUNK = 2048
 
 
 def modality_file(fmt: str, modality: str) -> str:
@@ -152,33 +156,82 @@ def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def write_format(fmt: str, rows: list[dict], path: Path) -> None:
-    tmp = _tmp(path)
+def _table(fmt: str, rows: list[dict]) -> pa.Table:
     if fmt == "trl":
         from datasets import Dataset
 
         # the Arrow table of a `datasets.Dataset` carries the HF features (Image) in its schema metadata
-        pq.write_table(Dataset.from_list(rows, features=_trl_features()).data.table, tmp, compression="zstd")
-    elif fmt in ARROW:
-        pq.write_table(pa.Table.from_pylist(rows, schema=ARROW[fmt]), tmp, compression="zstd")
-    elif fmt == "swift":
-        with tmp.open("w", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    else:
-        raise ValueError(f"unknown RL export format {fmt!r}")
-    os.replace(tmp, path)
+        return Dataset.from_list(rows, features=_trl_features()).data.table
+    if fmt in ARROW:
+        return pa.Table.from_pylist(rows, schema=ARROW[fmt])
+    raise ValueError(f"unknown RL export format {fmt!r}")
+
+
+class FormatWriter:
+    """Append rows of one format to one file, a chunk at a time (Parquet row groups or JSONL lines), under a
+    temporary name renamed into place by :meth:`close`: memory holds one chunk, not the file."""
+
+    def __init__(self, fmt: str, path: Path):
+        if fmt not in FILES:
+            raise ValueError(f"unknown RL export format {fmt!r}")
+        self.fmt, self.path, self.tmp = fmt, path, _tmp(path)
+        self.rows = 0
+        self._parquet: pq.ParquetWriter | None = None
+        self._text = self.tmp.open("w", encoding="utf-8") if fmt == "swift" else None
+
+    def write(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        if self._text is not None:
+            self._text.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        else:
+            table = _table(self.fmt, rows)
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.tmp, table.schema, compression="zstd")
+            self._parquet.write_table(table)
+        self.rows += len(rows)
+
+    def close(self) -> None:
+        if self._text is not None:
+            self._text.close()
+        elif self._parquet is None:  # no rows: an empty file with the format's schema
+            pq.write_table(_table(self.fmt, []), self.tmp, compression="zstd")
+        else:
+            self._parquet.close()
+        os.replace(self.tmp, self.path)
+
+
+def write_format(fmt: str, rows: list[dict], path: Path) -> None:
+    """Write a whole format file at once (small exports, tests)."""
+    w = FormatWriter(fmt, path)
+    w.write(rows)
+    w.close()
 
 
 # ---------------------------------------------------------------- validation
 
 
+def iter_format(fmt: str, path: Path, chunk: int = 2048) -> Iterator[list[dict]]:
+    """Read an export file back as chunks of row dicts (TRL images as stored path dicts, not decoded)."""
+    if fmt != "swift":
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk):
+            yield batch.to_pylist()
+        return
+    buf: list[dict] = []
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                buf.append(json.loads(line))
+                if len(buf) >= chunk:
+                    yield buf
+                    buf = []
+    if buf:
+        yield buf
+
+
 def load_format(fmt: str, path: Path) -> list[dict]:
     """Read an export file back as row dicts (TRL images as stored path dicts, not decoded)."""
-    if fmt == "swift":
-        with path.open(encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
-    return pq.read_table(path).to_pylist()
+    return [row for rows in iter_format(fmt, path) for row in rows]
 
 
 def _placeholders_and_images(fmt: str, row: dict) -> tuple[int, list[str]]:
@@ -205,12 +258,13 @@ def _labels_and_answer(fmt: str, row: dict) -> tuple[str | None, str | None, str
     return row["request_label"], row["response_label"], row["solution"], True
 
 
-def validate_rows(fmt: str, rows: list[dict], extra_text: str = "") -> list[str]:
-    """Problems of an export's rows (empty when valid): placeholders vs images, files, labels, answers."""
+def validate_rows(fmt: str, rows: list[dict], extra_text: str = "", start: int = 0) -> list[str]:
+    """Problems of an export's rows (empty when valid): placeholders vs images, files, labels, answers.
+    ``start``: the file row number of ``rows[0]`` (rows are checked a chunk at a time)."""
     problems = []
     if count_image_tokens(extra_text):
         problems.append(f"{fmt}: the prompt template holds {count_image_tokens(extra_text)} <image> placeholders")
-    for i, row in enumerate(rows):
+    for i, row in enumerate(rows, start):
         n_ph, paths = _placeholders_and_images(fmt, row)
         if n_ph != len(paths):
             problems.append(f"{fmt} row {i}: {n_ph} image placeholders but {len(paths)} images")
@@ -233,11 +287,15 @@ def validate_rows(fmt: str, rows: list[dict], extra_text: str = "") -> list[str]
 
 def validate_export(fmt: str, path: Path, extra_text: str = "") -> int:
     """Re-read an export file and check it; returns its row count or raises ExportInvalid."""
-    rows = load_format(fmt, path)
-    problems = validate_rows(fmt, rows, extra_text)
-    if problems:
-        raise ExportInvalid(f"{path}: {len(problems)} problem(s):\n" + "\n".join(problems))
-    return len(rows)
+    n = 0
+    for rows in iter_format(fmt, path):
+        problems = validate_rows(fmt, rows, extra_text if n == 0 else "", start=n)
+        if problems:
+            raise ExportInvalid(f"{path}: {len(problems)} problem(s):\n" + "\n".join(problems))
+        n += len(rows)
+    if n == 0 and count_image_tokens(extra_text):
+        raise ExportInvalid(f"{path}: " + "\n".join(validate_rows(fmt, [], extra_text)))
+    return n
 
 
 # ---------------------------------------------------------------- reward files
@@ -367,38 +425,61 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     started = time.time()
-    table = up.read()
-    rows = table.to_pylist() if table is not None else []
-    left_out: dict[str, list[str]] = {}
-    views: dict[str, list[dict]] = {f: [] for f in cfg.formats}
-    modalities: list[str] = []
-    for row in rows:
-        bad = sorted({t for text in (row["prompt"], row["response"]) for t in reserved_tokens_in(text)})
-        if bad:
-            left_out.setdefault("reserved_token:" + ",".join(bad), []).append(row["id"])
-            continue
-        v = _row_views(row, run_dir, cfg.data_source)
-        for f in cfg.formats:
-            views[f].append(v[f])
-        modalities.append(row["modality"])
-
     for rel, text in extras.items():
         p = out / rel
         tmp = _tmp(p)
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, p)
+    # stream: one concat part at a time, each format's rows appended to its files a chunk at a time
+    writers = {f: FormatWriter(f, out / FILES[f]) for f in cfg.formats}
+    by_modality: dict[tuple[str, str], FormatWriter] = {}
+    buffers: dict[tuple[str, str | None], list[dict]] = {}
+    left_out: dict[str, list[str]] = {}
+    kinds: Counter[str] = Counter()
+    rows_in = 0
+    progress = RowProgress(STAGE, up.num_rows())
+
+    def flush(key: tuple[str, str | None]) -> None:
+        fmt, mod = key
+        if mod is None:
+            writers[fmt].write(buffers.pop(key, []))
+            return
+        if key not in by_modality:
+            by_modality[key] = FormatWriter(fmt, out / modality_file(fmt, mod))
+        by_modality[key].write(buffers.pop(key, []))
+
+    for table in up.iter_tables():
+        for row in table.to_pylist():
+            rows_in += 1
+            kinds[row["kind"]] += 1
+            bad = sorted({t for text in (row["prompt"], row["response"]) for t in reserved_tokens_in(text)})
+            if bad:
+                left_out.setdefault("reserved_token:" + ",".join(bad), []).append(row["id"])
+                continue
+            v = _row_views(row, run_dir, cfg.data_source)
+            keys_of = [(None,)] if row["modality"] not in MODALITIES else [(None,), (row["modality"],)]
+            for f in cfg.formats:
+                for (mod,) in keys_of:
+                    buf = buffers.setdefault((f, mod), [])
+                    buf.append(v[f])
+                    if len(buf) >= WRITE_CHUNK:
+                        flush((f, mod))
+        progress.update(table.num_rows)
+    progress.close()
+    for buffered in list(buffers):
+        flush(buffered)
+    for w in [*writers.values(), *by_modality.values()]:
+        w.close()
+
     formats: dict[str, Any] = {}
     data_files: list[str] = []
     for f in cfg.formats:
         template = extras.get("easyr1/format_prompt.jinja", "") if f == "easyr1" else ""
-        write_format(f, views[f], out / FILES[f])
         formats[f] = {"path": FILES[f], "rows": validate_export(f, out / FILES[f], template), "by_modality": {}}
         data_files.append(FILES[f])
         for m in MODALITIES:
-            rows_m = [v for v, mod in zip(views[f], modalities, strict=True) if mod == m]
-            if rows_m:
+            if (f, m) in by_modality:
                 rel = modality_file(f, m)
-                write_format(f, rows_m, out / rel)
                 formats[f]["by_modality"][m] = {"path": rel, "rows": validate_export(f, out / rel, template)}
                 data_files.append(rel)
 
@@ -408,15 +489,15 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
     manifest = {
         "stage": STAGE,
         **key,
-        "rows_in": len(rows),
-        "rows_out": len(rows) - sum(len(v) for v in left_out.values()),
+        "rows_in": rows_in,
+        "rows_out": rows_in - sum(len(v) for v in left_out.values()),
         "rows_dropped": sum(len(v) for v in left_out.values()),
         "drop_reasons": {k: len(v) for k, v in sorted(left_out.items())},
         "dropped_ids": {k: v[:100] for k, v in sorted(left_out.items())},
         "formats": formats,
         "extras": sorted(extras),
         "reward_files": sorted(k for k in extras if k.endswith(".py")),
-        "kinds": dict(sorted(Counter(r["kind"] for r in rows).items())),
+        "kinds": dict(sorted(kinds.items())),
         "files": files,
         "output_fingerprint": stable_hash(files),
         "timings": {"started": started, "finished": now, "seconds": round(now - started, 3)},

@@ -1,4 +1,4 @@
-"""Memory is bounded by part size, not corpus size: filter, concat and stats at 2K and 8K fat rows.
+"""Memory is bounded by part size, not corpus size: filter, concat, rl-export and stats at 2K and 8K fat rows.
 
 Each row carries ~20 KB of text, so a stage that held the whole corpus would grow by ~120 MB between the
 two sizes (a ratio well above 1.2 on a ~250 MB process); parts hold 500 rows. Every stage runs as a
@@ -83,7 +83,7 @@ def test_peak_rss_is_flat_from_2k_to_8k_rows(tmp_path):
     env = {**os.environ, "CORPUS_PROGRESS": "0"}
     synth = load_schema("sample").extend(load_schema("synthesized"))
     sampled = synth.extend(load_schema("sampled"))
-    peaks: dict[str, list[int]] = {"filter": [], "concat": [], "stats": []}
+    peaks: dict[str, list[int]] = {"filter": [], "concat": [], "rl-export": [], "stats": []}
     for n in (2000, 8000):
         run = tmp_path / f"run{n}"
         rows = _rows(n)
@@ -95,6 +95,7 @@ def test_peak_rss_is_flat_from_2k_to_8k_rows(tmp_path):
         _write(run, "sample", sampled, rows)
         del rows
         peaks["concat"].append(_peak_rss(["concat", str(recipe), "--out", str(run), "--workers", "1"], env))
+        peaks["rl-export"].append(_peak_rss(["rl-export", str(recipe), "--out", str(run)], env))
         peaks["stats"].append(_peak_rss(["stats", str(run)], env))
     ratios = {stage: round(hi / lo, 3) for stage, (lo, hi) in peaks.items()}
     mb = {stage: [round(p / 2**20) for p in v] for stage, v in peaks.items()}
