@@ -13,6 +13,7 @@ from corpus.recipe import RecipeError, load_recipe
 from corpus.schema import SchemaError
 from corpus.sources.base import SourceError
 from corpus.stages import available_stages, get_stage
+from corpus.store import CorruptPartError, RunDirLocked, StageIncomplete, lock_run_dir
 
 app = typer.Typer(
     help="Build the GuardReasoner-VL reasoning corpus: ingest seed safety datasets, synthesize reasoning "
@@ -26,7 +27,10 @@ app = typer.Typer(
 RECIPE_HELP = "Recipe YAML (see pipelines/). Default: the embedded default recipe (offline, CPU)."
 OUT_HELP = "Run directory: every stage writes <out>/<stage>/ there."
 FORCE_HELP = "Rerun the stage(s) even when their manifest matches."
-USER_ERRORS = (RecipeError, SourceError, SchemaError, FileNotFoundError)
+RETRY_FAILED_HELP = "synthesize: also retry rows that failed for a final cause (e.g. HTTP 400)."
+USER_ERRORS = (RecipeError, SourceError, SchemaError, FileNotFoundError, CorruptPartError, RunDirLocked)
+#: exit status of a stage that stopped with its work kept (unusable teacher, rows to retry): rerun to resume
+EXIT_INCOMPLETE = 3
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -39,18 +43,27 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
-def _run_stages(stages: list[str], recipe_path: Path | None, out: Path, force: bool, verbose: bool) -> None:
+def _run_stages(stages: list[str], recipe_path: Path | None, out: Path, force: bool, verbose: bool,
+                retry_failed: bool = False) -> None:
     _setup_logging(verbose)
+    lock = None
     try:
         recipe = load_recipe(recipe_path)
-        out.mkdir(parents=True, exist_ok=True)
+        lock = lock_run_dir(out)  # held until this process exits: one run per directory
         for stage in stages:
             typer.secho(f"[{stage}]", bold=True, err=True)
-            manifest = get_stage(stage).run(recipe, out, force=force)
+            extra = {"retry_failed": True} if retry_failed and stage == "synthesize" else {}
+            manifest = get_stage(stage).run(recipe, out, force=force, **extra)
             typer.echo(f"{stage}: {manifest.get('rows_in', 0)} in, {manifest.get('rows_out', 0)} out, "
                        f"{manifest.get('rows_dropped', 0)} dropped", err=True)
     except USER_ERRORS as exc:
         _fail(exc)
+    except StageIncomplete as exc:
+        typer.secho(f"incomplete: {exc}", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(EXIT_INCOMPLETE) from None
+    finally:
+        if lock is not None:
+            lock.close()
 
 
 @app.command()
@@ -59,6 +72,7 @@ def run(
     out: Path = typer.Option(Path("runs/default"), "--out", "-o", help=OUT_HELP),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     until: str | None = typer.Option(None, "--until", help="Stop after this stage."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help=RETRY_FAILED_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run every stage of a recipe in order, then print the statistics."""
@@ -67,7 +81,7 @@ def run(
         if until not in stages:
             _fail(ValueError(f"--until {until!r}: not one of {stages}"))
         stages = stages[: stages.index(until) + 1]
-    _run_stages(stages, recipe, out, force, verbose)
+    _run_stages(stages, recipe, out, force, verbose, retry_failed)
     stats(out, as_json=False)
 
 
@@ -79,6 +93,18 @@ def _stage_command(stage: str):
         verbose: bool = typer.Option(False, "--verbose", "-v"),
     ) -> None:
         _run_stages([stage], recipe, out, force, verbose)
+
+    def synthesize_command(
+        recipe: Path | None = typer.Argument(None, help=RECIPE_HELP),
+        out: Path = typer.Option(Path("runs/default"), "--out", "-o", help=OUT_HELP),
+        force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+        retry_failed: bool = typer.Option(False, "--retry-failed", help=RETRY_FAILED_HELP),
+        verbose: bool = typer.Option(False, "--verbose", "-v"),
+    ) -> None:
+        _run_stages([stage], recipe, out, force, verbose, retry_failed)
+
+    if stage == "synthesize":
+        command = synthesize_command
 
     command.__doc__ = get_stage(stage).HELP
     return command
