@@ -27,8 +27,9 @@ NO_CACHE_ERROR = "replay mode: no cached answer for this request"
 class Runner:
     def __init__(self, cfg: SynthesizeConfig, cache: ResponseCache, client: TeacherClient | None = None,
                  progress: Progress | None = None, failures: dict[str, str] | None = None):
-        """``client=None``: cache only. ``failures``: known errors of requests not in the cache (batch mode),
-        recorded as ``failed`` with that error instead of ``no_cached_response``."""
+        """``client=None``: cache only. ``failures``: known errors of requests not in the cache (batch mode,
+        or final failures of an earlier attempt that a rerun does not retry), recorded as ``failed`` with that
+        error instead of being requested (or recorded as ``no_cached_response``)."""
         self.cfg, self.cache, self.client, self.progress = cfg, cache, client, progress
         self.failures = failures or {}
         self.price = cfg.price()
@@ -68,8 +69,8 @@ class Runner:
         if hit is not None:
             self.stats[f"hit:{hit.source}"] += 1
             return hit, False
-        if self.client is None and req.key in self.failures:
-            return Outcome(status="failed", error=self.failures[req.key], source="batch"), False
+        if req.key in self.failures:
+            return Outcome(status="failed", error=self.failures[req.key], source="recorded"), False
         if self.client is None:
             self.stats["no_cached_response"] += 1
             return Outcome(status="no_cached_response", error=NO_CACHE_ERROR, source="replay"), False

@@ -180,6 +180,22 @@ def _units_to_redo(writer: StageWriter, retry_failed: bool) -> set[int]:
             if c.get("failed_retryable") or (retry_failed and c.get("failed_final"))}
 
 
+def _final_failures(writer: StageWriter, units: set[int]) -> dict[str, str]:
+    """Errors of the rows of ``units`` that failed for a final cause: a redone unit keeps them as they are
+    (only ``retry_failed`` asks the teacher again)."""
+    out: dict[str, str] = {}
+    for u in units:
+        try:
+            t = pq.read_table(writer.path / f"part-{u:05d}.parquet",
+                              columns=["request_key", "teacher_status", "teacher_error"])
+        except (OSError, pa.ArrowException):  # a damaged part: its rows are simply asked again
+            continue
+        for key, status, error in zip(*(t.column(c).to_pylist() for c in t.column_names), strict=True):
+            if status == "failed" and not is_retryable_error(error):
+                out[key] = error
+    return out
+
+
 def run(recipe, run_dir, force: bool = False, retry_failed: bool = False) -> dict:
     """Do the stage. ``retry_failed``: also retry rows that failed for a final cause (e.g. HTTP 400)."""
     run_dir = Path(run_dir)
@@ -191,7 +207,9 @@ def run(recipe, run_dir, force: bool = False, retry_failed: bool = False) -> dic
         if not (retry_failed and _units_to_redo(writer, True)):
             return writer.manifest()
         writer.reopen()
-    writer.discard(_units_to_redo(writer, retry_failed) & writer.done_units())
+    redo = _units_to_redo(writer, retry_failed) & writer.done_units()
+    kept_failures = {} if retry_failed else _final_failures(writer, redo)
+    writer.discard(redo)
     (writer.path / ATTEMPT).unlink(missing_ok=True)
     done = writer.done_units()
     parts = [p for p in upstream.parts() if _unit_of(p) not in done]
@@ -202,14 +220,14 @@ def run(recipe, run_dir, force: bool = False, retry_failed: bool = False) -> dic
 
         api_key_from_env(cfg)  # fail before any work when the key is missing
     try:
-        failures: dict[str, str] = {}
+        failures: dict[str, str] = dict(kept_failures)
         batch_stats: dict = {}
         if cfg.mode == "batch":
             from corpus.llm.batch import BatchRunner
 
             reqs = [r for p in parts for r in _requests(pq.read_table(p), cfg, run_dir)]
             batch = BatchRunner(cfg, cache, writer.path / "_batches")
-            failures = batch.run(reqs)
+            failures.update(batch.run(reqs))
             batch_stats = batch.summary()
         progress = Progress(total, total - sum(pq.ParquetFile(p).metadata.num_rows for p in parts),
                             enabled=cfg.progress)
