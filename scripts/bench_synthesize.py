@@ -11,7 +11,8 @@ per request, and how many answers came back. ``--faults`` adds the issue's fault
 3% 400, 3% malformed JSON, 5% truncated, 5% empty; 300 requests at concurrency 64), reporting rows
 accounted for and answered requests sent again (counted by the server). Clients:
 
-- ``ours``: the toolkit's full path (Runner + TeacherClient, fast transport, cache commits per answer);
+- ``ours``: the toolkit's full path (Runner + TeacherClient, fast transport, request journal, one durable
+  cache commit per answer before the request counts as done);
 - ``ours-sdk``: the same with ``transport: sdk`` (``AsyncOpenAI.chat.completions.create`` on the SDK's
   aiohttp transport);
 - ``plain-openai``: a plain ``AsyncOpenAI`` + ``asyncio.Semaphore`` loop (SDK defaults);
@@ -96,6 +97,7 @@ async def w_ours(url: str, n: int, conc: int, nonce: str, faults: bool, transpor
     from corpus.llm.cache import ResponseCache
     from corpus.llm.client import TeacherClient
     from corpus.llm.config import SynthesizeConfig
+    from corpus.llm.journal import RequestJournal
     from corpus.llm.request import ChatRequest
     from corpus.llm.runner import Runner
 
@@ -103,7 +105,8 @@ async def w_ours(url: str, n: int, conc: int, nonce: str, faults: bool, transpor
         cfg = SynthesizeConfig(model=MODEL, base_url=url, concurrency=conc, transport=transport, progress=False,
                                cache_dir=tmp, replay_caches=[], timeout=60, generation={"max_tokens": None})
         cache = ResponseCache(Path(tmp))
-        client = TeacherClient(cfg, api_key="bench")
+        journal = RequestJournal(Path(tmp) / "_requests.log")  # as the stage runs it: journal + durable cache
+        client = TeacherClient(cfg, api_key="bench", journal=journal)
         runner = Runner(cfg, cache, client)
         reqs = [ChatRequest(MODEL, messages(i, nonce), cfg.generation.request_fields()) for i in range(n)]
         try:
@@ -111,6 +114,7 @@ async def w_ours(url: str, n: int, conc: int, nonce: str, faults: bool, transpor
         finally:
             await client.close()
             cache.close()
+            journal.close()
         return {"ok": sum(o.status == "ok" for o in outs), "returned": sum(o.answered for o in outs),
                 "failed": sum(o.status == "failed" for o in outs)}
 
