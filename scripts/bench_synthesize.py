@@ -318,12 +318,20 @@ def main() -> None:
     ap.add_argument("--faults", action="store_true", help="also run the fault-mix comparison (300 requests)")
     ap.add_argument("--fault-n", type=int, default=300)
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--kill-trials", type=int, default=0,
+                    help="instead: SIGKILL a real `corpus synthesize` this many times at random points (the CI "
+                         "test tests/llm/test_kill9.py with more trials) and report answers sent again")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.url, args.n, args.concurrency[0], args.faults)), flush=True)
         return
+    if args.kill_trials:
+        test = "tests/llm/test_kill9.py::test_twenty_random_sigkills_rebuy_nothing_and_end_like_an_uninterrupted_run"
+        env = {**os.environ, "CORPUS_KILL_TRIALS": str(args.kill_trials), "PYTHONPATH": str(ROOT)}
+        raise SystemExit(subprocess.call([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", test],
+                                         cwd=ROOT, env=env))
     peer_ok = {"curator": importable(args.peer_python, "bespokelabs.curator"),
                "distilabel": importable(args.peer_python, "distilabel.models")}
     out = {"speed": speed(args, peer_ok)}

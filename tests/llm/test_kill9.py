@@ -8,6 +8,7 @@ after that.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -48,7 +49,8 @@ def test_an_answer_is_committed_when_put_returns(tmp_path):
     assert got["key7"].output == "answer key7" and got["key7"].completion_tokens == 5
 
 
-KILLS = 20
+KILLS = int(os.environ.get("CORPUS_KILL_TRIALS", "20"))  # scripts/bench_synthesize.py --kill-trials sets more
+ROWS = 36 * KILLS  # enough that the last kill still lands during synthesize
 #: an answer written this long before the kill has been read and committed by the client, even on a loaded
 #: machine (the process can be off the CPU for tens of milliseconds); the journal check above is exact
 GRACE = 0.25
@@ -73,7 +75,7 @@ def _parts(run) -> list:
 
 
 def test_twenty_random_sigkills_rebuy_nothing_and_end_like_an_uninterrupted_run(tmp_path):
-    rows = text_rows(720)
+    rows = text_rows(ROWS)
     run = tmp_path / "run"
     write_ingest(run, rows, part_rows=60)
     rng = random.Random(20261202)
@@ -129,7 +131,7 @@ def test_twenty_random_sigkills_rebuy_nothing_and_end_like_an_uninterrupted_run(
         assert cli("synthesize", recipe, "--out", ref).returncode == 0
         assert ref_srv.repeated_answers() == {}
     got, want = _parts(run), _parts(ref)
-    assert len(got) == len(want) == 12 and all(a.equals(b) for a, b in zip(got, want, strict=True))
-    assert m["rows_out"] == 720 and m["output_fingerprint"] == manifest(ref)["output_fingerprint"]
+    assert len(got) == len(want) == -(-ROWS // 60) and all(a.equals(b) for a, b in zip(got, want, strict=True))
+    assert m["rows_out"] == ROWS and m["output_fingerprint"] == manifest(ref)["output_fingerprint"]
     statuses = m["teacher"]["statuses"]
     assert statuses["failed"] == m["teacher"]["failed_final"] > 0 and m["teacher"]["failed_retryable"] == 0
