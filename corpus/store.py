@@ -108,7 +108,29 @@ def _write_parquet_tmp(table: pa.Table, path: Path) -> Path:
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    os.replace(_write_parquet_tmp(table, path), path)
+    """Write ``path`` under a temporary name, then rename it. A part of a stage's unit that already has a
+    record (e.g. a stage rewriting its own finished parts before its manifest) gets its record updated
+    first, so the rewrite is not mistaken for damage on resume."""
+    tmp = _write_parquet_tmp(table, path)
+    _update_unit_record(path, tmp)
+    os.replace(tmp, path)
+
+
+def _update_unit_record(path: Path, tmp: Path) -> None:
+    if not (path.name.startswith("part-") and path.name.endswith(".parquet")):
+        return
+    unit = path.name[5:-8]
+    stage_dir = next((d for d in (path.parent, path.parent.parent) if (d / "_units").is_dir()), None)
+    if not unit.isdigit() or stage_dir is None:
+        return
+    record = stage_dir / "_units" / f"{int(unit):05d}.json"
+    if not record.exists():
+        return
+    data = json.loads(record.read_text(encoding="utf-8"))
+    if isinstance(data.get(_FILES), dict):
+        data[_FILES][path.relative_to(stage_dir).as_posix()] = {"bytes": tmp.stat().st_size,
+                                                              "sha256": file_sha256(tmp)}
+        write_json_atomic(record, data)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -275,8 +275,10 @@ def _accounting(writer: StageWriter, cfg: SynthesizeConfig, stats: dict, progres
     tables = [pq.read_table(p, columns=cols) for p in writer._listed()]
     table = pa.concat_tables(tables) if tables else None
     failures: Counter[str] = Counter()
-    for c in writer.unit_counters().values():
-        failures.update({k: c.get(k, 0) for k in ("failed_retryable", "failed_final")})
+    done = writer.done_units()
+    for u, c in writer.unit_counters().items():
+        if u in done:
+            failures.update({k: c.get(k, 0) for k in ("failed_retryable", "failed_final")})
     statuses: Counter[str] = Counter()
     totals = {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
     if table is not None and table.num_rows:

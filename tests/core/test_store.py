@@ -203,3 +203,15 @@ def test_run_dir_lock_names_the_holder_and_dies_with_it(tmp_path):
     lock = lock_run_dir(tmp_path)
     assert (tmp_path / ".lock").read_text().strip() == str(os.getpid())
     lock.close()
+
+
+def test_a_part_the_stage_rewrites_itself_is_not_mistaken_for_damage(tmp_path):
+    from corpus.store import write_parquet_atomic
+
+    w = StageWriter(tmp_path, "st", SAMPLE, {"a": 1}, "fp")
+    w.write_unit(0, table([row(0), row(1)]))
+    write_parquet_atomic(table([row(0, request_label="unharmful"), row(1)]), w.path / "part-00000.parquet")
+    again = StageWriter(tmp_path, "st", SAMPLE, {"a": 1}, "fp")  # resumed (no manifest yet)
+    assert again.done_units() == {0} and again.redone_units == []
+    (w.path / "part-00000.parquet").write_bytes((w.path / "part-00000.parquet").read_bytes()[:-5])  # not via the store
+    assert StageWriter(tmp_path, "st", SAMPLE, {"a": 1}, "fp").redone_units == [0]
