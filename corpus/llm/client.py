@@ -138,6 +138,9 @@ class TeacherClient:
         build the SDK client (the fast transport makes its exceptions; built lazily on the first error it
         would block the event loop for 0.1-0.5 s while answers wait unread and uncommitted), then check
         the endpoint."""
+        if self._checked is not None and self._checked.done():  # the common case: no new future per request
+            self._checked.result()
+            return
         if self._checked is None:
             self.sdk  # noqa: B018 (built now, on purpose)
             if not self.cfg.preflight:
