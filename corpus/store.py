@@ -180,6 +180,14 @@ def file_record(path: Path) -> dict:
     return {"bytes": st.st_size, "sha256": sha}
 
 
+def _unreadable(path: Path) -> str | None:
+    try:
+        pq.ParquetFile(path).metadata  # noqa: B018 (reads and checks the footer)
+    except (OSError, pa.ArrowException) as exc:
+        return f"not a readable Parquet file ({exc})"
+    return None
+
+
 def mismatch(path: Path, expected: dict | None) -> str | None:
     """Why ``path`` does not match its record (``None`` when it does)."""
     if expected is None:
@@ -371,8 +379,11 @@ class StageWriter(StageDir):
         for part in self._listed():
             unit = int(part.stem.split("-")[1])
             files = self._unit_files(unit)
-            why = "no record of its files" if files is None else next(
-                (w for rel, rec in files.items() if (w := mismatch(self.path / rel, rec)) is not None), None)
+            if files is None:  # written without file records (an older writer): keep it if it reads as Parquet
+                why = _unreadable(part)
+            else:
+                why = next((w for rel, rec in files.items() if (w := mismatch(self.path / rel, rec)) is not None),
+                           None)
             if why is not None:
                 log.warning("%s: unit %d is redone: %s (%s)", self.stage, unit, part_name(unit), why)
                 bad.append(unit)

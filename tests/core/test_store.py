@@ -215,3 +215,14 @@ def test_a_part_the_stage_rewrites_itself_is_not_mistaken_for_damage(tmp_path):
     assert again.done_units() == {0} and again.redone_units == []
     (w.path / "part-00000.parquet").write_bytes((w.path / "part-00000.parquet").read_bytes()[:-5])  # not via the store
     assert StageWriter(tmp_path, "st", SAMPLE, {"a": 1}, "fp").redone_units == [0]
+
+
+def test_a_unit_without_file_records_is_kept_when_readable_and_redone_when_not(tmp_path):
+    w = StageWriter(tmp_path, "st", SAMPLE, {"a": 1}, "fp")
+    w.write_unit(0, table([row(0)]), counters={"rows_in": 1})
+    w.write_unit(1, table([row(1)]), counters={"rows_in": 1})
+    for u in (0, 1):  # as an older writer left them: counters only
+        (w.path / "_units" / f"{u:05d}.json").write_text('{"rows_in": 1}')
+    (w.path / "part-00001.parquet").write_bytes(b"PAR1 truncated")
+    again = StageWriter(tmp_path, "st", SAMPLE, {"a": 1}, "fp")
+    assert again.done_units() == {0} and again.redone_units == [1]
