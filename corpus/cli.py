@@ -14,6 +14,7 @@ from corpus.recipe import RecipeError, load_recipe
 from corpus.schema import SchemaError
 from corpus.sources.base import SourceError
 from corpus.stages import available_stages, get_stage
+from corpus.store import CorruptPartError, RunDirLocked, StageIncomplete, lock_run_dir
 
 app = typer.Typer(
     help="Build the GuardReasoner-VL reasoning corpus: ingest seed safety datasets, synthesize reasoning "
@@ -27,7 +28,10 @@ app = typer.Typer(
 RECIPE_HELP = "Recipe YAML (see pipelines/). Default: the embedded default recipe (offline, CPU)."
 OUT_HELP = "Run directory: every stage writes <out>/<stage>/ there."
 FORCE_HELP = "Rerun the stage(s) even when their manifest matches."
-USER_ERRORS = (RecipeError, SourceError, SchemaError, FileNotFoundError)
+RETRY_FAILED_HELP = "synthesize: also retry rows that failed for a final cause (e.g. HTTP 400)."
+USER_ERRORS = (RecipeError, SourceError, SchemaError, FileNotFoundError, CorruptPartError, RunDirLocked)
+#: exit status of a stage that stopped with its work kept (unusable teacher, rows to retry): rerun to resume
+EXIT_INCOMPLETE = 3
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -54,19 +58,27 @@ def _engine_spec(engine: str, workers: int | None, ray_address: str | None) -> E
 
 
 def _run_stages(stages: list[str], recipe_path: Path | None, out: Path, force: bool, verbose: bool,
-                spec: EngineSpec | None = None) -> None:
+                spec: EngineSpec | None = None, retry_failed: bool = False) -> None:
     _setup_logging(verbose)
+    lock = None
     try:
         recipe = load_recipe(recipe_path)
-        out.mkdir(parents=True, exist_ok=True)
+        lock = lock_run_dir(out)  # held until this process exits: one run per directory
         with use_engine(spec or EngineSpec()):
             for stage in stages:
                 typer.secho(f"[{stage}]", bold=True, err=True)
-                manifest = get_stage(stage).run(recipe, out, force=force)
+                extra = {"retry_failed": True} if retry_failed and stage == "synthesize" else {}
+                manifest = get_stage(stage).run(recipe, out, force=force, **extra)
                 typer.echo(f"{stage}: {manifest.get('rows_in', 0)} in, {manifest.get('rows_out', 0)} out, "
                            f"{manifest.get('rows_dropped', 0)} dropped", err=True)
     except (*USER_ERRORS, EngineError) as exc:
         _fail(exc)
+    except StageIncomplete as exc:
+        typer.secho(f"incomplete: {exc}", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(EXIT_INCOMPLETE) from None
+    finally:
+        if lock is not None:
+            lock.close()
 
 
 def select_stages(stages: list[str], start: str | None, until: str | None, skip: list[str]) -> list[str]:
@@ -92,6 +104,7 @@ def run(
     engine: str = typer.Option("local", "--engine", help=ENGINE_HELP),
     workers: int | None = typer.Option(None, "--workers", help=WORKERS_HELP),
     ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_HELP),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help=RETRY_FAILED_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run every stage of a recipe in order, then print the statistics."""
@@ -99,7 +112,7 @@ def run(
         stages = select_stages(available_stages(), start, until, skip)
     except ValueError as exc:
         _fail(exc)
-    _run_stages(stages, recipe, out, force, verbose, _engine_spec(engine, workers, ray_address))
+    _run_stages(stages, recipe, out, force, verbose, _engine_spec(engine, workers, ray_address), retry_failed)
     stats(out, as_json=False)
 
 
@@ -114,6 +127,21 @@ def _stage_command(stage: str):
         verbose: bool = typer.Option(False, "--verbose", "-v"),
     ) -> None:
         _run_stages([stage], recipe, out, force, verbose, _engine_spec(engine, workers, ray_address))
+
+    def synthesize_command(
+        recipe: Path | None = typer.Argument(None, help=RECIPE_HELP),
+        out: Path = typer.Option(Path("runs/default"), "--out", "-o", help=OUT_HELP),
+        force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+        retry_failed: bool = typer.Option(False, "--retry-failed", help=RETRY_FAILED_HELP),
+        engine: str = typer.Option("local", "--engine", help=ENGINE_HELP),
+        workers: int | None = typer.Option(None, "--workers", help=WORKERS_HELP),
+        ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_HELP),
+        verbose: bool = typer.Option(False, "--verbose", "-v"),
+    ) -> None:
+        _run_stages([stage], recipe, out, force, verbose, _engine_spec(engine, workers, ray_address), retry_failed)
+
+    if stage == "synthesize":
+        command = synthesize_command
 
     command.__doc__ = get_stage(stage).HELP
     return command

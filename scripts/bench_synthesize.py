@@ -11,7 +11,8 @@ per request, and how many answers came back. ``--faults`` adds the issue's fault
 3% 400, 3% malformed JSON, 5% truncated, 5% empty; 300 requests at concurrency 64), reporting rows
 accounted for and answered requests sent again (counted by the server). Clients:
 
-- ``ours``: the toolkit's full path (Runner + TeacherClient, fast transport, cache commits per answer);
+- ``ours``: the toolkit's full path (Runner + TeacherClient, fast transport, request journal, one durable
+  cache commit per answer before the request counts as done);
 - ``ours-sdk``: the same with ``transport: sdk`` (``AsyncOpenAI.chat.completions.create`` on the SDK's
   aiohttp transport);
 - ``plain-openai``: a plain ``AsyncOpenAI`` + ``asyncio.Semaphore`` loop (SDK defaults);
@@ -96,6 +97,7 @@ async def w_ours(url: str, n: int, conc: int, nonce: str, faults: bool, transpor
     from corpus.llm.cache import ResponseCache
     from corpus.llm.client import TeacherClient
     from corpus.llm.config import SynthesizeConfig
+    from corpus.llm.journal import RequestJournal
     from corpus.llm.request import ChatRequest
     from corpus.llm.runner import Runner
 
@@ -103,7 +105,8 @@ async def w_ours(url: str, n: int, conc: int, nonce: str, faults: bool, transpor
         cfg = SynthesizeConfig(model=MODEL, base_url=url, concurrency=conc, transport=transport, progress=False,
                                cache_dir=tmp, replay_caches=[], timeout=60, generation={"max_tokens": None})
         cache = ResponseCache(Path(tmp))
-        client = TeacherClient(cfg, api_key="bench")
+        journal = RequestJournal(Path(tmp) / "_requests.log")  # as the stage runs it: journal + durable cache
+        client = TeacherClient(cfg, api_key="bench", journal=journal)
         runner = Runner(cfg, cache, client)
         reqs = [ChatRequest(MODEL, messages(i, nonce), cfg.generation.request_fields()) for i in range(n)]
         try:
@@ -111,6 +114,7 @@ async def w_ours(url: str, n: int, conc: int, nonce: str, faults: bool, transpor
         finally:
             await client.close()
             cache.close()
+            journal.close()
         return {"ok": sum(o.status == "ok" for o in outs), "returned": sum(o.answered for o in outs),
                 "failed": sum(o.status == "failed" for o in outs)}
 
@@ -314,12 +318,20 @@ def main() -> None:
     ap.add_argument("--faults", action="store_true", help="also run the fault-mix comparison (300 requests)")
     ap.add_argument("--fault-n", type=int, default=300)
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--kill-trials", type=int, default=0,
+                    help="instead: SIGKILL a real `corpus synthesize` this many times at random points (the CI "
+                         "test tests/llm/test_kill9.py with more trials) and report answers sent again")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.url, args.n, args.concurrency[0], args.faults)), flush=True)
         return
+    if args.kill_trials:
+        test = "tests/llm/test_kill9.py::test_twenty_random_sigkills_rebuy_nothing_and_end_like_an_uninterrupted_run"
+        env = {**os.environ, "CORPUS_KILL_TRIALS": str(args.kill_trials), "PYTHONPATH": str(ROOT)}
+        raise SystemExit(subprocess.call([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", test],
+                                         cwd=ROOT, env=env))
     peer_ok = {"curator": importable(args.peer_python, "bespokelabs.curator"),
                "distilabel": importable(args.peer_python, "distilabel.models")}
     out = {"speed": speed(args, peer_ok)}

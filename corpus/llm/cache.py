@@ -1,29 +1,35 @@
 """Content-addressed teacher cache: the journal that makes synthesis resumable and never pay twice.
 
-The writable store is one SQLite file in WAL mode (``<cache_dir>/responses.sqlite3``); every answer
-is handed to a writer thread the moment it arrives and committed there (answers arriving within 10 ms or
-while a commit runs share one commit: group commit), so the event loop never waits on the disk and
-a SIGKILL loses at most the answers of the last ~10 ms, never a committed one. Several runs
-(and processes) share the file. Read-only JSONL caches (the shipped
-replay cache) are consulted after it. Only answers are stored (any finish reason); failures are not,
-so a rerun retries exactly the failures.
+The writable store is one SQLite file in WAL mode (``<cache_dir>/responses.sqlite3``). Every answer is
+committed by :meth:`ResponseCache.put` itself, synchronously, the moment it arrives and before the
+request counts as done: there is no writer thread and no group-commit window, so a SIGKILL can only
+lose an answer whose response body had not yet been read when the process died (those requests are
+counted as ``interrupted_requests`` by the stage, see :mod:`corpus.llm.journal`).
+
+Durability: ``PRAGMA synchronous=NORMAL`` by default. In WAL mode a committed transaction is in the
+WAL file (the operating system's page cache) when ``COMMIT`` returns, so it survives the death of the
+process (SIGKILL, OOM kill, crash) without an fsync per answer; only an operating-system crash or a
+power loss can drop the last transactions. ``synchronous=FULL`` (``synthesize.cache_synchronous:
+full``) also survives those, at the price of one fsync per answer (milliseconds on most disks).
+
+Several runs (and processes) share the file. Read-only JSONL caches (the shipped replay cache) are
+consulted after it. Only answers are stored (any finish reason); failures are not, so a rerun retries
+exactly the failures. The first answer stored for a key wins: a later ``put`` of the same key never
+replaces it (``INSERT OR IGNORE``).
 """
 
 from __future__ import annotations
 
 import json
-import queue
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal
 
 from corpus.llm.request import Outcome
 
 DB_NAME = "responses.sqlite3"
-#: how long the writer gathers answers before one commit (the most a SIGKILL can lose)
-GROUP_COMMIT_SECONDS = 0.01
 _FIELDS = ("status", "output", "finish_reason", "prompt_tokens", "completion_tokens", "response_id", "response_model")
 
 
@@ -58,7 +64,8 @@ def read_jsonl_cache(path: Path) -> dict[str, dict]:
 class ResponseCache:
     """Writable SQLite cache (optional) plus read-only JSONL replay caches."""
 
-    def __init__(self, cache_dir: Path | None, replay: Iterable[Path] = ()):
+    def __init__(self, cache_dir: Path | None, replay: Iterable[Path] = (),
+                 synchronous: Literal["normal", "full"] = "normal"):
         self.cache_dir = cache_dir
         self._db: sqlite3.Connection | None = None
         if cache_dir is not None:
@@ -67,17 +74,13 @@ class ResponseCache:
                 self._db = sqlite3.connect(cache_dir / DB_NAME, timeout=60, isolation_level=None,
                                            check_same_thread=False)
                 self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
                 self._db.execute(
                     "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, model TEXT, status TEXT, output TEXT,"
                     " finish_reason TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, response_id TEXT,"
                     " response_model TEXT, created REAL)")
             except (OSError, sqlite3.Error) as exc:
                 raise CacheError(f"teacher cache {cache_dir}: {exc}") from None
-        self._pending: dict[str, tuple] = {}
-        self._queue: queue.Queue[tuple | None] = queue.Queue()
-        self._writer: threading.Thread | None = None
-        self._error: BaseException | None = None
         self._replay: dict[str, dict] = {}
         for p in replay:
             if p.exists():
@@ -92,77 +95,46 @@ class ResponseCache:
         return self.get_many([key]).get(key)
 
     def get_many(self, keys: list[str]) -> dict[str, Outcome]:
-        # pending answers first: one leaves _pending only after its commit, so looking there before the
-        # database never misses an answer that is committed in between
-        out = {k: _outcome(dict(zip(_FIELDS, row[2:9], strict=True)), "cache")
-               for k in keys if (row := self._pending.get(k)) is not None}
-        rest = [k for k in keys if k not in out]
+        out: dict[str, Outcome] = {}
         if self._db is not None:
-            for i in range(0, len(rest), 500):
-                chunk = rest[i:i + 500]
+            for i in range(0, len(keys), 500):
+                chunk = keys[i:i + 500]
                 cur = self._db.execute(
                     f"SELECT key,{','.join(_FIELDS)} FROM answers WHERE key IN ({','.join('?' * len(chunk))})", chunk)
                 for row in cur.fetchall():
                     out[row[0]] = _outcome(dict(zip(_FIELDS, row[1:], strict=True)), "cache")
-        for k in rest:
+        for k in keys:
             if k not in out and k in self._replay:
                 out[k] = _outcome(self._replay[k], "replay")
         return out
 
     def put(self, key: str, model: str, o: Outcome) -> None:
-        """Hand one answer to the writer thread (first answer for a key wins)."""
+        """Commit one answer now (first answer for a key wins); returns when it is in the database."""
+        self.put_many([(key, model, o)])
+
+    def put_many(self, items: Iterable[tuple[str, str, Outcome]]) -> None:
+        """Commit several answers in one transaction (batch mode collects a whole output file at once)."""
         if self._db is None:
             return
-        if self._error is not None:
-            raise CacheError(f"teacher cache {self.cache_dir}: writer failed: {self._error}")
-        row = (key, model, o.status, o.output, o.finish_reason, o.prompt_tokens, o.completion_tokens, o.response_id,
-               o.response_model, time.time())
-        self._pending[key] = row
-        if self._writer is None:
-            self._writer = threading.Thread(target=self._write_loop, name="teacher-cache-writer", daemon=True)
-            self._writer.start()
-        self._queue.put(row)
-
-    def _write_loop(self) -> None:
-        db: sqlite3.Connection | None = None
+        now = time.time()
+        rows = [(key, model, o.status, o.output, o.finish_reason, o.prompt_tokens, o.completion_tokens,
+                 o.response_id, o.response_model, now) for key, model, o in items]
+        if not rows:
+            return
         try:
-            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            db.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.Error as exc:  # keep draining the queue so flush() reports this instead of hanging
-            self._error = exc
-        stop = False
-        while not stop:
-            batch = [self._queue.get()]
-            time.sleep(GROUP_COMMIT_SECONDS)  # let answers arriving meanwhile share this commit
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stop = batch[-1] is None
-            rows = [r for r in batch if r is not None]
-            if rows and db is not None:
-                try:
-                    db.execute("BEGIN")
-                    db.executemany("INSERT OR IGNORE INTO answers VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
-                    db.execute("COMMIT")
-                except sqlite3.Error as exc:  # the answers stay in _pending: this process still uses them
-                    self._error = exc
-                else:
-                    for r in rows:
-                        if self._pending.get(r[0]) is r:
-                            del self._pending[r[0]]
-            for _ in batch:
-                self._queue.task_done()
-        if db is not None:
-            db.close()
+            if len(rows) == 1:  # autocommit: one statement is one transaction
+                self._db.execute("INSERT OR IGNORE INTO answers VALUES (?,?,?,?,?,?,?,?,?,?)", rows[0])
+            else:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT OR IGNORE INTO answers VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+                self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise CacheError(f"teacher cache {self.cache_dir}: cannot store an answer: {exc}") from None
 
     def flush(self) -> None:
-        """Wait until every answer handed over is committed."""
-        if self._writer is not None:
-            self._queue.join()
-        if self._error is not None:
-            raise CacheError(f"teacher cache {self.cache_dir}: writer failed: {self._error}")
+        """Nothing to wait for: every ``put`` has committed before it returned (kept for callers)."""
 
     def __len__(self) -> int:
         n = len(self._replay)
@@ -171,10 +143,6 @@ class ResponseCache:
         return n
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._queue.put(None)
-            self._writer.join()
-            self._writer = None
         if self._db is not None:
             self._db.close()
             self._db = None

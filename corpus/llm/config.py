@@ -70,6 +70,12 @@ class SynthesizeConfig(_Strict):
     max_retries: int = Field(6, ge=0, description="Retries of 429/5xx/timeouts/connection errors/malformed bodies.")
     backoff_initial: float = Field(1.0, ge=0.0, description="First backoff (s); doubles per retry, full jitter.")
     backoff_max: float = Field(60.0, ge=0.0, description="Cap of one backoff wait, also of a Retry-After wait.")
+    breaker_errors: int = Field(
+        8, ge=1, description="Stop the stage after this many consecutive connection errors or timeouts.")
+    preflight: bool = Field(True, description="GET <base_url>/models once before the first request is sent.")
+    cache_synchronous: Literal["normal", "full"] = Field(
+        "normal", description="SQLite synchronous mode of the cache: normal survives a killed process, "
+                              "full also a power loss (one fsync per answer).")
     transport: Literal["fast", "sdk"] = Field(
         "fast", description="fast: lean aiohttp path yielding the SDK's ChatCompletion and exceptions; "
                             "sdk: AsyncOpenAI.chat.completions.create over the SDK's aiohttp transport.")

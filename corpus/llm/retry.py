@@ -16,13 +16,15 @@ import openai
 from tenacity import RetryCallState
 from tenacity.wait import wait_base
 
-RETRY_STATUS = frozenset({408, 409, 429})
+from corpus.llm.failures import RETRY_STATUS, is_retryable_kind
+
+__all__ = ["RETRY_STATUS", "is_retryable", "is_retryable_kind"]
 
 
 def is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in RETRY_STATUS or exc.status_code >= 500
-    return isinstance(exc, openai.APIConnectionError | openai.APIResponseValidationError)
+    if not isinstance(exc, openai.APIStatusError | openai.APIConnectionError | openai.APIResponseValidationError):
+        return False
+    return is_retryable_kind(error_kind(exc))
 
 
 def error_kind(exc: BaseException) -> str:

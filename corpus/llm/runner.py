@@ -27,8 +27,9 @@ NO_CACHE_ERROR = "replay mode: no cached answer for this request"
 class Runner:
     def __init__(self, cfg: SynthesizeConfig, cache: ResponseCache, client: TeacherClient | None = None,
                  progress: Progress | None = None, failures: dict[str, str] | None = None):
-        """``client=None``: cache only. ``failures``: known errors of requests not in the cache (batch mode),
-        recorded as ``failed`` with that error instead of ``no_cached_response``."""
+        """``client=None``: cache only. ``failures``: known errors of requests not in the cache (batch mode,
+        or final failures of an earlier attempt that a rerun does not retry), recorded as ``failed`` with that
+        error instead of being requested (or recorded as ``no_cached_response``)."""
         self.cfg, self.cache, self.client, self.progress = cfg, cache, client, progress
         self.failures = failures or {}
         self.price = cfg.price()
@@ -49,7 +50,7 @@ class Runner:
                 tasks[k] = asyncio.create_task(self._with_reasks(r, cached.get(k)))
             await asyncio.sleep(0)
         if tasks:
-            await asyncio.gather(*tasks.values())
+            await _all_or_cancel(list(tasks.values()))
         done = {k: t.result() for k, t in tasks.items()}
         shared: Counter[bool] = Counter()  # rows sharing a request with an earlier row, by answered
         seen: set[str] = set()
@@ -68,15 +69,13 @@ class Runner:
         if hit is not None:
             self.stats[f"hit:{hit.source}"] += 1
             return hit, False
-        if self.client is None and req.key in self.failures:
-            return Outcome(status="failed", error=self.failures[req.key], source="batch"), False
+        if req.key in self.failures:
+            return Outcome(status="failed", error=self.failures[req.key], source="recorded"), False
         if self.client is None:
             self.stats["no_cached_response"] += 1
             return Outcome(status="no_cached_response", error=NO_CACHE_ERROR, source="replay"), False
-        o = await self.client.complete(req)
-        if o.answered:
-            self.cache.put(req.key, req.model, o)
-        return o, True
+        o = await self.client.complete(req, commit=lambda a: self.cache.put(req.key, req.model, a))
+        return o, o.source == "api"
 
     async def _with_reasks(self, req: ChatRequest, cached: Outcome | None) -> Outcome:
         o, paid = await self._get(req, cached)
@@ -98,3 +97,18 @@ class Runner:
             self.progress.update(1, paid=paid, answered=o.answered, prompt_tokens=paid_pt, completion_tokens=paid_ct,
                                  cost=cost_usd(self.price, paid_pt, paid_ct))
         return o
+
+
+async def _all_or_cancel(tasks: list[asyncio.Task]) -> None:
+    """Wait for every task; on the first exception (e.g. the circuit breaker) cancel the others and raise it."""
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    failed = next((t for t in done if not t.cancelled() and t.exception() is not None), None)
+    if failed is None:
+        return
+    for t in pending:
+        t.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for t in done:  # retrieve every exception so none is reported as never retrieved
+        if not t.cancelled():
+            t.exception()
+    raise failed.exception()

@@ -6,13 +6,21 @@ Endpoints: ``POST /v1/chat/completions``, ``POST /v1/files``, ``GET /v1/files/{i
 
 Every request is counted per *content key* (sha256 of the canonical JSON of the body's ``model`` and
 ``messages``; :func:`content_key`): ``requests[key]`` counts attempts, ``answered[key]`` counts valid
-200 completions that reached the client. ``answered[key] > 1`` means money paid twice.
+200 completions written completely to the client's socket. ``answered[key] > 1`` means money paid
+twice. ``delivered_at[key]`` holds ``(arrived, written)`` (monotonic times) of each of those answers:
+when the request arrived and when its answer was written; ``resent[key]`` the times a body arrived
+again after one had been written (:meth:`FakeOpenAI.rebought`).
+
+``models`` (a list) makes ``GET /v1/models`` list them and a chat request for any other model a 404
+``model_not_found``; unset, ``/v1/models`` is a 404 (a server without a model list) and every model
+is served. ``require_key`` makes any other bearer token a 401.
 
 Faults (:data:`FAULTS`) are injected by a seeded per-key draw from ``fault_mix`` or by ``script``
 (text marker -> one fault per attempt, ``None`` = answer normally). Transient faults (429 with
 ``Retry-After``, 500, a response slower than the client's timeout, malformed JSON, a batch item expiring)
 hit only the first ``transient_attempts`` attempts of a key; persistent ones (400, ``finish_reason=length``,
-empty content, ``content_filter``) hit every attempt, as a real server's would.
+empty content, ``content_filter``, 401, 403, 404, ``quota`` = 429 ``insufficient_quota``, ``disconnect``
+= the connection closed without a response) hit every attempt, as a real server's would.
 
 Use in-process (``with FakeOpenAI(latency=0.2) as srv: srv.base_url``; it runs in its own thread and
 event loop) or as a process: ``python -m corpus.testing.fake_openai --port 0 --latency 0.2`` prints
@@ -37,7 +45,8 @@ from aiohttp import web
 
 from corpus.guard_format import parse_answers
 
-FAULTS = ("429", "500", "slow", "malformed", "expired", "length", "empty", "content_filter", "400")
+FAULTS = ("429", "500", "slow", "malformed", "expired", "length", "empty", "content_filter", "400", "401", "403",
+          "404", "quota", "disconnect")
 TRANSIENT = frozenset({"429", "500", "slow", "malformed", "expired"})
 
 AnswerFn = Callable[[dict], str]
@@ -109,11 +118,14 @@ class FakeOpenAI:
         host: str = "127.0.0.1",
         port: int = 0,
         keep_bodies: bool = True,
+        models: list[str] | None = None,
+        require_key: str | None = None,
     ):
         self.host, self.port = host, port
         self.configure(latency=latency, fault_mix=fault_mix or {}, script=script or {}, answers=answers,
                        seed=seed, retry_after=retry_after, slow_seconds=slow_seconds,
-                       transient_attempts=transient_attempts, batch_polls=batch_polls, keep_bodies=keep_bodies)
+                       transient_attempts=transient_attempts, batch_polls=batch_polls, keep_bodies=keep_bodies,
+                       models=models, require_key=require_key)
         self._lock = threading.Lock()
         self.reset()
         self._files: dict[str, dict] = {}
@@ -140,6 +152,9 @@ class FakeOpenAI:
             self.bodies: dict[str, dict] = {}
             self.in_flight = self.max_in_flight = 0
             self.auth_headers: set[str] = set()
+            self.delivered_at: dict[str, list[tuple[float, float]]] = {}
+            self.resent: dict[str, list[float]] = {}
+            self.model_list_requests = 0
 
     @property
     def total_requests(self) -> int:
@@ -153,11 +168,23 @@ class FakeOpenAI:
         """Keys answered more than once (should be empty for a client that never pays twice)."""
         return {k: n for k, n in self.answered.items() if n > 1}
 
+    def rebought(self, delivered_before: float | None = None) -> dict[str, int]:
+        """Keys whose body was sent again after a well-formed 200 answer had been written for it, with how
+        often; ``delivered_before``: only answers written before that (monotonic) time count."""
+        out = {}
+        with self._lock:
+            for key, times in self.resent.items():
+                first = self.delivered_at[key][0][1]
+                if delivered_before is None or first < delivered_before:
+                    out[key] = len(times)
+        return out
+
     def stats(self) -> dict:
         with self._lock:
             return {"requests": dict(self.requests), "answered": dict(self.answered), "faults": dict(self.faults),
                     "total_requests": sum(self.requests.values()), "total_answered": sum(self.answered.values()),
-                    "max_in_flight": self.max_in_flight}
+                    "max_in_flight": self.max_in_flight,
+                    "resent_after_answer": {k: len(v) for k, v in self.resent.items()}}
 
     def batch_inputs(self) -> list[list[str]]:
         """custom_ids of each created batch's input file, in creation order."""
@@ -203,6 +230,8 @@ class FakeOpenAI:
         with self._lock:
             self.requests[key] += 1
             attempt = self.requests[key]
+            if key in self.delivered_at:
+                self.resent.setdefault(key, []).append(time.monotonic())
             if self.keep_bodies:
                 self.bodies[key] = body
         return key, text, attempt
@@ -246,6 +275,16 @@ class FakeOpenAI:
         if fault == "expired":
             return self._error(500, "This request could not be executed before the completion window expired.",
                                "batch_expired", "batch_expired")
+        if fault == "401":
+            return self._error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        if fault == "403":
+            return self._error(403, "You are not allowed to use this model.", "invalid_request_error", None)
+        if fault == "404":
+            return self._error(404, "The model does not exist or you do not have access to it.",
+                               "invalid_request_error", "model_not_found")
+        if fault == "quota":
+            return self._error(429, "You exceeded your current quota, please check your plan and billing details.",
+                               "insufficient_quota", "insufficient_quota")
         return self._error(500, "The server had an error while processing your request.", "server_error", None)
 
     # ---- HTTP handlers ------------------------------------------------------------------------------
@@ -260,17 +299,40 @@ class FakeOpenAI:
             with self._lock:
                 self.in_flight -= 1
 
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
+    def _refused_key(self, request: web.Request) -> web.Response | None:
         auth = request.headers.get("Authorization")
         if auth:
             self.auth_headers.add(auth)
+        if self.require_key is not None and auth != f"Bearer {self.require_key}":
+            err = self._fault_error("401")
+            err.pop("_status")
+            return web.json_response(err, status=401)
+        return None
+
+    async def _models(self, request: web.Request) -> web.Response:
+        self.model_list_requests += 1
+        refused = self._refused_key(request)
+        if refused is not None:
+            return refused
+        if self.models is None:
+            return web.json_response(self._error(404, "no model list", "invalid_request_error")["error"], status=404)
+        return web.json_response({"object": "list", "data": [{"id": m, "object": "model", "created": 0,
+                                                              "owned_by": "fake"} for m in self.models]})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        refused = self._refused_key(request)
+        if refused is not None:
+            return refused
         try:
             body = json.loads(await request.read())
         except ValueError:
             return web.json_response(self._error(400, "body is not JSON", "invalid_request_error")["error"],
                                      status=400)
+        arrived = time.monotonic()
         key, text, attempt = self._count(body)
         fault = self._fault_for(key, text, attempt)
+        if fault is None and self.models is not None and body.get("model") not in self.models:
+            fault = "404"
         if fault:
             with self._lock:
                 self.faults[fault] += 1
@@ -278,7 +340,11 @@ class FakeOpenAI:
             await asyncio.sleep(self.latency)
         if fault == "slow":
             await asyncio.sleep(self.slow_seconds)
-        if fault in ("429", "500", "400", "expired"):
+        if fault == "disconnect":
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=499)
+        if fault in ("429", "500", "400", "expired", "401", "403", "404", "quota"):
             err = self._fault_error(fault)
             status = err.pop("_status")
             headers = {"Retry-After": f"{self.retry_after:g}"} if fault == "429" else None
@@ -289,9 +355,20 @@ class FakeOpenAI:
         payload = self._completion(body, text, fault)
         if request.transport is None or request.transport.is_closing():
             return web.Response(status=499)  # the client gave up (timeout): nothing was delivered
-        with self._lock:
+        resp = web.json_response(payload)
+        with self._lock:  # counted as it is written (a client may read it before this handler resumes)
             self.answered[key] += 1
-        return web.json_response(payload)
+            self.delivered_at.setdefault(key, []).append((arrived, time.monotonic()))
+        try:
+            await resp.prepare(request)
+            await resp.write_eof()
+        except (ConnectionError, RuntimeError):  # the client went away: the answer was not delivered
+            with self._lock:
+                self.answered[key] -= 1
+                self.delivered_at[key].pop()
+                if not self.delivered_at[key]:
+                    del self.delivered_at[key]
+        return resp
 
     async def _upload(self, request: web.Request) -> web.Response:
         reader = await request.multipart()
@@ -418,6 +495,7 @@ class FakeOpenAI:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=256 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat_counted)
+        app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/files", self._upload)
         app.router.add_get("/v1/files/{fid}", self._file)
         app.router.add_get("/v1/files/{fid}/content", self._file_content)

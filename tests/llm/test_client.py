@@ -86,8 +86,9 @@ def test_timeout_is_retried():
 
 
 def test_connection_error_is_a_failure_after_retries():
+    # below the circuit breaker's limit (8 consecutive) and without the preflight check: a row failure
     c = SynthesizeConfig(model="m", base_url="http://127.0.0.1:9/v1", max_retries=1, backoff_initial=0.01,
-                         timeout=2.0)
+                         timeout=2.0, preflight=False)
     [o], stats = complete(c, req("x"))
     assert o.status == "failed" and o.error.startswith("connection:") and stats["retries"] == 1
 
