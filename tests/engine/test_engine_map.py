@@ -20,7 +20,7 @@ def test_cpu_units_run_in_worker_processes_and_every_unit_once():
     assert sorted(i for i, _ in out) == list(range(12))
     assert all(res[0] == i for i, res in out)
     pids = {res[1] for _, res in out}
-    assert os.getpid() not in pids and len(pids) == 2
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2  # one worker may take every tiny task
 
 
 def test_serial_units_stay_in_this_process():
