@@ -35,6 +35,10 @@ def _get(url: str, timeout: float = 5.0) -> str:
         return r.read().decode()
 
 
+def _log_tail(server: dict) -> str:
+    return server["log"].read_text(errors="replace")[-3000:]
+
+
 def _requests_done(base: str) -> float:
     """Requests the server has finished (vLLM's Prometheus counter, summed over finish reasons)."""
     text = _get(base + "/metrics")
@@ -129,7 +133,7 @@ def test_sample_openai_backend_against_the_server(server, run_dir, tmp_path):
     recipe = {"name": "served_sample", "seed": 0,
               "sample": {"pool": "ingest", "backend": "openai", "model": server["name"], "k": K,
                          "max_new_tokens": 48, "unit_rows": 8, "progress": False,
-                         "openai": {"base_url": server["url"], "concurrency": 16, "max_retries": 0}}}
+                         "openai": {"base_url": server["url"], "concurrency": 16}}}
     path = write_recipe(tmp_path / "sample.yaml", recipe)
     before = _requests_done(server["base"])
     t0 = time.perf_counter()
@@ -137,7 +141,9 @@ def test_sample_openai_backend_against_the_server(server, run_dir, tmp_path):
     seconds = time.perf_counter() - t0
     m = json.loads((run_dir / "sample" / "_manifest.json").read_text())
     rows = [r for p in sorted((run_dir / "sample").glob("part-*.parquet")) for r in pq.read_table(p).to_pylist()]
-    assert rows and m["rows_out"] == len(rows) and m["rows_dropped"] == 0
+    dropped = [d for p in sorted((run_dir / "sample" / "dropped").glob("*.parquet"))
+               for d in pq.read_table(p, columns=["drop_reason", "detail"]).to_pylist()]
+    assert rows and m["rows_out"] == len(rows) and not dropped, (dropped[:3], _log_tail(server))
     assert _requests_done(server["base"]) - before == len(rows) * K
     for r in rows:
         texts = [x["text"] for x in r["rollouts"]]
