@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
         engine_args = {"dtype": "float32" if device == "cpu" else args.dtype, "max_model_len": prompt_tokens +
                        new_tokens + 64, "seed": 0}
         if device == "cpu":
-            engine_args["enforce_eager"] = True
+            engine_args.update(enforce_eager=True, enable_chunked_prefill=False)  # see README: vLLM on CPU
         else:
             engine_args["gpu_memory_utilization"] = args.vllm_gpu_mem
         try:

