@@ -17,7 +17,10 @@ import urllib.request
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import ENGINE_ARGS, ROOT, cli_env, corpus, write_recipe
+from conftest import ENGINE_ARGS, ROOT, cli_env, corpus, text_rows, write_recipe
+
+from corpus.sampling.base import SamplingParams
+from corpus.stages import sample as stage
 
 SCRIPT = ROOT / "scripts" / "serve_teacher_vllm.sh"
 LOCAL_TEACHER = ROOT / "pipelines" / "examples" / "local_teacher.yaml"
@@ -155,3 +158,18 @@ def test_sample_openai_backend_against_the_server(server, run_dir, tmp_path):
         "rows": len(rows), "k": K, "seconds": round(seconds, 1), "generated_tokens": c["generated_tokens"],
         "tokens_per_s": round(c["generated_tokens"] / (c["generation_ms"] / 1000), 1),
         "rows_per_s": round(len(rows) / (c["generation_ms"] / 1000), 2)}))
+
+
+def test_ray_http_processor_against_the_server(server, ray_session, tmp_path):
+    """ray.data.llm's HTTP processor on the served model: one request per (candidate, k)."""
+    from corpus.sampling.ray_llm import RayHttpBackend
+
+    rows = text_rows(8)
+    before = _requests_done(server["base"])
+    backend = RayHttpBackend(server["name"], base_url=server["url"], concurrency=2, batch_size=8)
+    kept, dropped, counters = stage.sample_unit(rows, tmp_path, backend, SamplingParams(n=K, max_new_tokens=24),
+                                                "all_wrong")
+    assert not dropped and len(kept) == len(rows)
+    assert _requests_done(server["base"]) - before == len(rows) * K
+    assert all(r["k"] == K and len({x["text"] for x in r["rollouts"]}) == K for r in kept)
+    assert counters["generated_tokens"] > 0

