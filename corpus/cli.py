@@ -69,6 +69,12 @@ def run(
         stages = stages[: stages.index(until) + 1]
     _run_stages(stages, recipe, out, force, verbose)
     stats(out, as_json=False)
+    try:
+        import matplotlib  # noqa: F401  (the `report` extra)
+    except ImportError:
+        typer.echo("report: skipped (install the `report` extra: pip install -e '.[report]')")
+        return
+    report(out, browser_rows=8)
 
 
 def _stage_command(stage: str):
@@ -128,6 +134,21 @@ def adapters() -> None:
     for name, cls in sorted(all_adapters().items()):
         doc = (cls.__doc__ or "").strip().splitlines()
         typer.echo(f"{name:22s} {doc[0] if doc else ''}")
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `corpus run` or a stage."),
+    browser_rows: int = typer.Option(8, "--rows", min=1, help="Rows per stage in the sample browser."),
+) -> None:
+    """Write RUN/report/index.html (self-contained: inline plots and thumbnails) and the dataset card."""
+    from corpus.report.html import write_report
+
+    try:
+        page = write_report(run_dir, browser_rows=browser_rows)
+    except FileNotFoundError as exc:
+        _fail(exc)
+    typer.echo(f"report: {page}")
 
 
 def main() -> None:  # pragma: no cover
