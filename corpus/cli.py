@@ -39,11 +39,21 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
+def _record_recipe(recipe, recipe_path: Path | None, out: Path) -> None:
+    """<out>/_recipe.json: the recipe a stage last ran with (the dataset card and the plan read it)."""
+    from corpus.store import stable_hash, write_json_atomic
+
+    doc = recipe.model_dump(mode="json")
+    write_json_atomic(out / "_recipe.json", {"path": str(recipe_path or "embedded:default.yaml"),
+                                             "sha256": stable_hash(doc), "recipe": doc})
+
+
 def _run_stages(stages: list[str], recipe_path: Path | None, out: Path, force: bool, verbose: bool) -> None:
     _setup_logging(verbose)
     try:
         recipe = load_recipe(recipe_path)
         out.mkdir(parents=True, exist_ok=True)
+        _record_recipe(recipe, recipe_path, out)
         for stage in stages:
             typer.secho(f"[{stage}]", bold=True, err=True)
             manifest = get_stage(stage).run(recipe, out, force=force)

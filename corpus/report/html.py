@@ -326,4 +326,7 @@ def write_report(run_dir: Path | str, browser_rows: int = BROWSER_ROWS) -> Path:
     out.mkdir(exist_ok=True)
     page = out / "index.html"
     page.write_text(rep.build(), encoding="utf-8")
+    from corpus.report.card import write_card
+
+    write_card(rep.run_dir)
     return page
