@@ -161,6 +161,22 @@ def report(
     typer.echo(f"report: {page}")
 
 
+@app.command()
+def trace(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    row_id: str = typer.Argument(..., help="A row id of any stage (or a seed source_id)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the chain as JSON."),
+) -> None:
+    """Print the provenance chain of a row: source record -> ingest -> teacher -> filter -> sample -> RL rows."""
+    from corpus.report.trace import Tracer, render
+
+    try:
+        doc = Tracer(run_dir).trace(row_id)
+    except (FileNotFoundError, KeyError) as exc:
+        _fail(exc)
+    typer.echo(json.dumps(doc, indent=2, default=str) if as_json else render(doc))
+
+
 def main() -> None:  # pragma: no cover
     app()
 
