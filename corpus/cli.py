@@ -177,6 +177,26 @@ def trace(
     typer.echo(json.dumps(doc, indent=2, default=str) if as_json else render(doc))
 
 
+@app.command()
+def plan(
+    recipe: Path | None = typer.Argument(None, help=RECIPE_HELP),
+    work: Path | None = typer.Option(None, "--work", help="Keep the local ingest here (default: a temp folder)."),
+    seconds_per_request: float = typer.Option(8.0, "--seconds-per-request", min=0.0,
+                                              help="Assumed teacher latency for the time estimate."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+) -> None:
+    """Before spending: rows per source, teacher tokens on the real prompts, cost (and Batch), time, training tokens."""
+    from corpus.report.plan import plan as make_plan
+    from corpus.report.plan import render
+
+    _setup_logging(False)
+    try:
+        p = make_plan(load_recipe(recipe), work, seconds_per_request)
+    except USER_ERRORS as exc:
+        _fail(exc)
+    typer.echo(json.dumps(p, indent=2, default=str) if as_json else render(p))
+
+
 def main() -> None:  # pragma: no cover
     app()
 
