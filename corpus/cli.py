@@ -197,6 +197,31 @@ def plan(
     typer.echo(json.dumps(p, indent=2, default=str) if as_json else render(p))
 
 
+@app.command("near-dups")
+def near_dups(
+    run_dir: Path = typer.Argument(..., help="A run directory with a finished ingest."),
+    threshold: float = typer.Option(0.8, "--threshold", min=0.05, max=1.0, help="Jaccard of word-shingle sets."),
+    shingle: int = typer.Option(5, "--shingle", min=1, help="Words per shingle."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures and pairs as JSON."),
+) -> None:
+    """Near-duplicate text among the ingested rows (MinHash LSH), per source, within and across sources."""
+    from corpus.report.neardup import NearDupConfig, near_duplicate_report
+    from corpus.stats import _fmt_table
+
+    rep = near_duplicate_report(run_dir, NearDupConfig(threshold=threshold, shingle=shingle))
+    if rep is None:
+        _fail(FileNotFoundError(f"no finished ingest stage in {run_dir}"))
+    if as_json:
+        typer.echo(json.dumps(rep, indent=2))
+        return
+    typer.echo(f"{rep['duplicates']} near-duplicates among {rep['rows']} text rows (Jaccard >= {threshold}, "
+               f"{shingle}-word shingles, {rep['seconds']} s)")
+    typer.echo("\n".join(_fmt_table(rep["by_source"], ["source", "rows", "near_dup_within", "near_dup_across",
+                                                       "rate"])))
+    for p in rep["pairs"]:
+        typer.echo(f"  {p['id']} ({p['source']}) ~ {p['matched_id']} ({p['matched_source']}) J={p['jaccard']}")
+
+
 def main() -> None:  # pragma: no cover
     app()
 
