@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from corpus.label_overrides import OverrideError
 from corpus.recipe import RecipeError, load_recipe
 from corpus.schema import SchemaError
 from corpus.sources.base import SourceError
@@ -26,7 +27,7 @@ app = typer.Typer(
 RECIPE_HELP = "Recipe YAML (see pipelines/). Default: the embedded default recipe (offline, CPU)."
 OUT_HELP = "Run directory: every stage writes <out>/<stage>/ there."
 FORCE_HELP = "Rerun the stage(s) even when their manifest matches."
-USER_ERRORS = (RecipeError, SourceError, SchemaError, FileNotFoundError)
+USER_ERRORS = (RecipeError, SourceError, SchemaError, FileNotFoundError, OverrideError)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -220,6 +221,29 @@ def near_dups(
                                                        "rate"])))
     for p in rep["pairs"]:
         typer.echo(f"  {p['id']} ({p['source']}) ~ {p['matched_id']} ({p['matched_source']}) J={p['jaccard']}")
+
+
+@app.command("audit-labels")
+def audit_labels(
+    run_dir: Path = typer.Argument(..., help="A run directory with a finished filter stage."),
+    recipe: Path | None = typer.Argument(None, help="Recipe whose synthesize section names the teacher "
+                                         "(default: the embedded default recipe)."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Audit at most N rows."),
+) -> None:
+    """Re-ask the teacher blind on the label-mismatch drops; write RUN/audit-labels/review.{jsonl,csv}."""
+    from corpus.report.audit import audit
+
+    _setup_logging(False)
+    try:
+        s = audit(load_recipe(recipe), run_dir, limit)
+    except USER_ERRORS as exc:
+        _fail(exc)
+    typer.echo(f"audited {s['audited']} label-mismatch rows: {s['answered']} answered blind, {s['suspected']} "
+               f"suspected label noise; review file {run_dir / s['review_file']} (fill reviewed_*_label, then "
+               "set ingest.label_overrides to it)")
+    if s["mode"] == "replay" and s["audited"] and not s["answered"]:
+        typer.echo("note: replay mode answers only cached requests; the blind ones need an online teacher "
+                   "(a recipe with synthesize.mode: online)")
 
 
 def main() -> None:  # pragma: no cover

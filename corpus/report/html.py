@@ -216,11 +216,13 @@ class Report:
         self.add("decontamination", "Decontamination and duplicates", "".join(body))
 
     def neardup_figures(self) -> str:
+        from corpus.report.neardup import near_duplicate_report
+
         try:
-            from corpus.report.neardup import near_duplicate_report
-        except ImportError:  # pragma: no cover - optional module
-            return ""
-        rep = near_duplicate_report(self.run_dir)
+            rep = near_duplicate_report(self.run_dir)
+        except ImportError:  # rensa (the `report` extra) is not installed
+            return '<p class="muted">Near-duplicates: install the `report` extra (rensa).</p>'
+
         if rep is None:
             return ""
         return (f"<h3>Near-duplicate text (MinHash LSH, Jaccard ≥ {rep['threshold']}, {rep['shingle']}-word "
@@ -278,12 +280,15 @@ class Report:
 
         s = audit_summary(self.run_dir)
         if not s:
+            self.add("label-audit", "Label-noise audit", '<p class="muted">Not run yet: <code>corpus audit-labels '
+                     f'{esc(self.run_dir)} RECIPE</code> re-asks the teacher blind on the label-mismatch drops.</p>')
             return
         body = [f"<p>{s['audited']} rows the filter dropped for a label mismatch were re-asked blind; "
-                f"{s['suspected']} are suspected label noise (the blind teacher also disagrees with the gold).</p>"]
-        if s["by_source"]:
+                f"{s['answered']} answered, {s['suspected']} are suspected label noise (the blind teacher also "
+                f"disagrees with the gold). Teacher {esc(s['teacher'])} ({esc(s['mode'])}).</p>"]
+        if s["answered"]:
             body.append(plot(plots.bars([r["source"] for r in s["by_source"]],
-                                        [r["suspected_rate"] for r in s["by_source"]],
+                                        [r["suspected_rate"] or 0.0 for r in s["by_source"]],
                                         "Suspected label noise rate per source", "rate", ylim=1.05), "label noise"))
         body += ["<h3>Per source</h3>", table(s["by_source"]), "<h3>Per category</h3>", table(s["by_category"]),
                  f"<p>Review file: <code>{esc(s['review_file'])}</code></p>"]

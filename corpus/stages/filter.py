@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from corpus.guard_format import Answers, parse_answers, reserved_tokens_in, sft_target, split_answers
+from corpus.label_overrides import apply_override, load_overrides
 from corpus.reasoning import extract_steps, numbered_steps_per_task
 from corpus.schema import Schema, load_schema
 from corpus.store import StageDir, StageWriter
@@ -152,14 +153,16 @@ def filter_row(row: dict, cfg: FilterConfig) -> dict:
     }
 
 
-def filter_table(table: pa.Table, cfg: FilterConfig) -> tuple[pa.Table, pa.Table, Counter]:
-    """Split one synthesized table into (kept, dropped, counters)."""
+def filter_table(table: pa.Table, cfg: FilterConfig,
+                 overrides: dict | None = None) -> tuple[pa.Table, pa.Table, Counter]:
+    """Split one synthesized table into (kept, dropped, counters); ``overrides``: reviewed labels by row id."""
     schema = filtered_schema()
     kept: list[dict] = []
     dropped: list[dict] = []
     counters: Counter[str] = Counter()
     for row in table.to_pylist():
         counters["rows_in"] += 1
+        row = apply_override(row, overrides or {})
         try:
             out = filter_row(row, cfg)
         except Drop as d:
@@ -182,7 +185,9 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
     cfg: FilterConfig = recipe.filter
     upstream = StageDir(run_dir, UPSTREAM)
     schema = filtered_schema()
-    writer = StageWriter(run_dir, STAGE, schema, config={"filter": cfg.model_dump()},
+    overrides = load_overrides(recipe.resolve(recipe.ingest.label_overrides))
+    config = {"filter": cfg.model_dump(), **({"label_overrides": overrides} if overrides else {})}
+    writer = StageWriter(run_dir, STAGE, schema, config=config,
                          input_fingerprint=upstream.fingerprint(), force=force)
     if writer.skipped:
         return writer.manifest()
@@ -190,7 +195,7 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
     for unit, part in enumerate(upstream.parts()):
         if unit in done:
             continue
-        kept, dropped, counters = filter_table(pq.read_table(part), cfg)
+        kept, dropped, counters = filter_table(pq.read_table(part), cfg, overrides)
         writer.write_unit(unit, kept, dropped, counters=dict(counters))
     return writer.finish()
 
