@@ -226,8 +226,8 @@ class Report:
         if rep is None:
             return ""
         return (f"<h3>Near-duplicate text (MinHash LSH, Jaccard ≥ {rep['threshold']}, {rep['shingle']}-word "
-                f"shingles)</h3><p>{rep['duplicates']} of {rep['rows']} ingested rows have an earlier near-duplicate "
-                f"({rep['seconds']} s).</p>" + table(rep["by_source"]) +
+                f"shingles)</h3><p>{rep['duplicates']} of {rep['rows']} ingested text rows have an earlier "
+                f"near-duplicate ({rep['seconds']} s).</p>" + table(rep["by_source"]) +
                 "<details><summary>pairs</summary>" + table(rep["pairs"][:50]) + "</details>")
 
     def teacher(self) -> None:

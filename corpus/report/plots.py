@@ -49,10 +49,14 @@ def stacked(categories: Sequence[str], series: dict[str, Sequence[float]], title
 
 def histograms(data: dict[str, Sequence[float]], title: str, xlabel: str, bins: int = 20) -> str:
     """One overlaid histogram per key (e.g. per modality)."""
+    import numpy as np
+
     fig, ax = plt.subplots(figsize=(6, 3.2))
+    every = [v for values in data.values() for v in values]
+    edges = np.histogram_bin_edges(every, bins=bins) if every else bins
     for name, values in data.items():
         if len(values):
-            ax.hist(values, bins=bins, alpha=0.6, label=f"{name} (n={len(values)})", color=COLORS.get(name))
+            ax.hist(values, bins=edges, alpha=0.6, label=f"{name} (n={len(values)})", color=COLORS.get(name))
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("rows")
