@@ -72,10 +72,15 @@ class TokenCounter:
             except ImportError:  # the `report` extra is not installed
                 self.encoding = None
         self.method = self.encoding or f"characters/{CHARS_PER_TOKEN} (no offline tokenizer for {model!r})"
+        self._repeated: dict[str, int] = {}  # system prompts: a handful of distinct texts on every request
 
-    def text(self, s: str) -> int:
+    def text(self, s: str, repeated: bool = False) -> int:
         if self.encoding is None:
             return math.ceil(len(s) / CHARS_PER_TOKEN)
+        if repeated:
+            if s not in self._repeated:
+                self._repeated[s] = len(_encoder(self.encoding).encode(s))
+            return self._repeated[s]
         return len(_encoder(self.encoding).encode(s))
 
     def messages(self, messages: list[dict]) -> tuple[int, int]:
@@ -85,7 +90,8 @@ class TokenCounter:
             c = m["content"]
             texts = [c] if isinstance(c, str) else [p.get("text", "") for p in c if p.get("type") == "text"]
             chars += sum(len(t) for t in texts)
-            tokens += sum(self.text(t) for t in texts) + (TOKENS_PER_MESSAGE if self.encoding else 0)
+            repeated = m["role"] == "system"
+            tokens += sum(self.text(t, repeated) for t in texts) + (TOKENS_PER_MESSAGE if self.encoding else 0)
         if self.encoding is None:
             tokens = math.ceil(chars / CHARS_PER_TOKEN)
         return tokens, chars
