@@ -50,7 +50,7 @@ def md_table(rows: list[dict[str, Any]], cols: list[str] | None = None) -> str:
 def source_rows(data: RunData, recipe: dict | None) -> list[dict[str, Any]]:
     """One row per source of the run: adapter, hub id or path, licence, rows at ingest and in the SFT set."""
     specs = {s["name"]: s for s in ((recipe or {}).get("recipe", {}).get("ingest", {}).get("sources") or [])}
-    ingest, filt = data.frame("ingest"), data.frame("filter")
+    ingest, filt = data.frame("ingest", columns=["source"]), data.frame("filter", columns=["source"])
     names = sorted(set(specs) | set(ingest["source"].unique().to_list() if ingest is not None else []))
     rows = []
     for name in names:

@@ -115,11 +115,10 @@ def row_card(run_dir: Path, row: dict[str, Any]) -> str:
     return f"<table class=\"row\">{''.join(parts)}</table>"
 
 
-def examples(run_dir: Path, frame: pl.DataFrame | None, reason: str, column: str = "drop_reason") -> str:
-    if frame is None or column not in frame.columns:
-        return ""
-    rows = frame.filter(pl.col(column) == reason).head(EXAMPLES_PER_REASON).to_dicts()
-    return "".join(row_card(run_dir, r) for r in rows)
+def examples(data: RunData, stage: str, output: str | None, where: pl.Expr, extra: dict | None = None) -> str:
+    """Row cards of the first rows of a stage output matching ``where``."""
+    rows = data.find(stage, output, where, EXAMPLES_PER_REASON)
+    return "".join(row_card(data.run_dir, {**r, **(extra or {})}) for r in rows)
 
 
 class Report:
@@ -140,7 +139,7 @@ class Report:
         body = []
         stages = [(s, o) for s, o in (("ingest", None), ("filter", None), ("concat", None)) if d.rows(s, o)]
         for stage, output in stages:
-            f = d.frame(stage, output)
+            f = d.frame(stage, output, ["source", "modality"])
             f = f.with_columns(pl.when(pl.col("source").str.contains("+", literal=True))
                                .then(pl.lit("(concatenated)")).otherwise(pl.col("source")).alias("source"))
             by = f.group_by(["source", "modality"]).agg(pl.len().alias("rows")).sort("source")
@@ -169,27 +168,28 @@ class Report:
             if not drops:
                 continue
             stage = s["stage"]
-            if stage == "synthesize":
-                frame, column = self.data.frame("synthesize"), "teacher_status"
-            elif stage == "sample":
-                frame = self.data.frame("sample")
-                frame = frame.with_columns(pl.lit("not_hard").alias("drop_reason")).filter(~pl.col("hard")) \
-                    if frame is not None else None
-                column = "drop_reason"
-            else:
-                frame, column = self.data.drops(stage), "drop_reason"
-            items = "".join(f"<details><summary>{esc(r['drop_reason'])}: {r['rows']} rows</summary>"
-                            f"{examples(self.run_dir, frame, r['drop_reason'], column)}</details>" for r in drops)
+            items = []
+            for r in drops:
+                reason = r["drop_reason"]
+                if stage == "synthesize":
+                    rows = examples(self.data, stage, None, pl.col("teacher_status") == reason,
+                                    {"drop_reason": reason})
+                elif stage == "sample" and reason == "not_hard":
+                    rows = examples(self.data, stage, None, ~pl.col("hard"), {"drop_reason": reason})
+                else:
+                    rows = examples(self.data, stage, "dropped", pl.col("drop_reason") == reason)
+                items.append(f"<details><summary>{esc(reason)}: {r['rows']} rows</summary>{rows}</details>")
+            items = "".join(items)
             body.append(f"<h3>{esc(s['step'])} ({esc(stage)}): drop reasons</h3>{items}")
         self.add("funnel", "Funnel and drop reasons", "".join(body))
 
     def table6(self) -> None:
-        f = self.data.frame("filter")
+        f = self.data.reasoning_lengths()
         if f is None:
             return
         rows = self.data.table6()
         steps = {m: f.filter(pl.col("modality") == m)["step_count"].to_list() for m in MODALITIES}
-        chars = {m: f.filter(pl.col("modality") == m)["reasoning"].str.len_chars().to_list() for m in MODALITIES}
+        chars = {m: f.filter(pl.col("modality") == m)["chars"].to_list() for m in MODALITIES}
         body = (table(rows) + '<p class="muted">Paper: GuardReasoner-VL Table 6 (samples, steps); characters per '
                 'step are not published.</p><div class="plots">'
                 + plot(plots.histograms(steps, "Reasoning steps per sample", "steps"), "steps histogram")
@@ -300,14 +300,18 @@ class Report:
         views = [("ingest", None, "kept"), ("ingest", "dropped", "dropped"), ("filter", None, "kept"),
                  ("filter", "dropped", "dropped"), ("sample", None, "kept"), ("concat", None, "kept")]
         for stage, output, what in views:
-            f = d.frame(stage, output)
-            if f is None or not f.height:
+            total = d.rows(stage, output)
+            if not total:
                 continue
-            if stage == "concat" and "kind" in f.columns:  # show concatenated rows first
-                f = f.sort("kind")
-            cards = "".join(row_card(self.run_dir, r) for r in f.head(self.browser_rows).to_dicts())
-            body.append(f"<details><summary>{esc(stage)} — {what}: first {min(f.height, self.browser_rows)} of "
-                        f"{f.height} rows</summary>{cards}</details>")
+            n = self.browser_rows
+            if stage == "concat":  # concatenated rows first
+                rows = d.find(stage, output, pl.col("kind") == "concat", n)
+                rows += d.find(stage, output, pl.col("kind") != "concat", n - len(rows)) if len(rows) < n else []
+            else:
+                rows = d.find(stage, output, pl.lit(True), n)
+            cards = "".join(row_card(self.run_dir, r) for r in rows)
+            body.append(f"<details><summary>{esc(stage)} — {what}: first {len(rows)} of {total} rows</summary>"
+                        f"{cards}</details>")
         self.add("browser", "Sample browser", "".join(body))
 
     # -- page ------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from corpus.stages import STAGE_ORDER
 from corpus.store import StageDir
@@ -41,34 +42,54 @@ class RunData:
     def manifest(self, stage: str) -> dict:
         return StageDir(self.run_dir, stage).manifest() or {}
 
-    def frame(self, stage: str, output: str | None = None) -> pl.DataFrame | None:
-        """All parts of a stage (or of one of its outputs: ``dropped``, a held-out set) as one frame."""
-        key = (stage, output)
+    def frame(self, stage: str, output: str | None = None, columns: list[str] | None = None) -> pl.DataFrame | None:
+        """All parts of a stage (or of an output: ``dropped``, a held-out set) as one frame; ``columns``
+        reads only those (the ones a part lacks are left out), which keeps figures of a large run small."""
+        key = (stage, output, tuple(columns) if columns else None)
         if key not in self._frames:
-            parts = StageDir(self.run_dir, stage).parts(output)
-            frames = [pl.read_parquet(p) for p in parts]
+            frames = [self._read(p, columns) for p in StageDir(self.run_dir, stage).parts(output)]
             frames = [f for f in frames if f.height or len(frames) == 1]
             self._frames[key] = pl.concat(frames, how="diagonal_relaxed") if frames else None
         return self._frames[key]
 
+    @staticmethod
+    def _read(path: Path, columns: list[str] | None) -> pl.DataFrame:
+        if columns is None:
+            return pl.read_parquet(path)
+        present = set(pq.read_schema(path).names)
+        return pl.read_parquet(path, columns=[c for c in columns if c in present])
+
+    def find(self, stage: str, output: str | None, where: pl.Expr, n: int | None = None) -> list[dict[str, Any]]:
+        """Whole rows matching ``where``, part by part (one part in memory at a time), at most ``n``."""
+        out: list[dict[str, Any]] = []
+        for p in StageDir(self.run_dir, stage).parts(output):
+            f = pl.read_parquet(p)
+            try:
+                hits = f.filter(where)
+            except pl.exceptions.ColumnNotFoundError:
+                continue
+            out += hits.head(n - len(out)).to_dicts() if n is not None else hits.to_dicts()
+            if n is not None and len(out) >= n:
+                break
+        return out
+
     def rows(self, stage: str, output: str | None = None) -> int:
-        f = self.frame(stage, output)
-        return 0 if f is None else f.height
+        return StageDir(self.run_dir, stage).num_rows(output)
 
     # -- figures ---------------------------------------------------------------------------------
     def composition(self, stage: str, output: str | None = None) -> list[dict[str, Any]]:
         """Rows by source × modality × labels."""
-        f = self.frame(stage, output)
+        f = self.frame(stage, output, GROUP)
         if f is None or not f.height:
             return []
         group = [c for c in GROUP if c in f.columns]
         return f.group_by(group).agg(pl.len().alias("rows")).sort(group, nulls_last=True).to_dicts()
 
-    def drops(self, stage: str) -> pl.DataFrame | None:
-        return self.frame(stage, "dropped")
+    def drops(self, stage: str, columns: list[str] | None = None) -> pl.DataFrame | None:
+        return self.frame(stage, "dropped", columns)
 
     def drop_counts(self, stage: str) -> list[dict[str, Any]]:
-        d = self.drops(stage)
+        d = self.drops(stage, ["drop_reason"])
         if d is None or not d.height:
             return []
         return (d.group_by("drop_reason").agg(pl.len().alias("rows"))
@@ -85,7 +106,7 @@ class RunData:
             steps.append({"step": "ingested (train)", "stage": "ingest", "rows": m.get("rows_out", 0),
                           "dropped": self.drop_counts("ingest"), "heldout": heldout})
         if self.manifest("synthesize"):
-            syn = self.frame("synthesize")
+            syn = self.frame("synthesize", columns=["teacher_status"])
             answered = 0 if syn is None else syn.filter(pl.col("teacher_status") == "ok").height
             steps.append({"step": "teacher answered", "stage": "synthesize", "rows": answered,
                           "dropped": self._status_drops()})
@@ -94,7 +115,7 @@ class RunData:
                 steps.append({"step": label, "stage": stage, "rows": self.manifest(stage).get("rows_out", 0),
                               "dropped": self.drop_counts(stage)})
         if self.manifest("sample"):
-            s = self.frame("sample")
+            s = self.frame("sample", columns=["hard"])
             hard = 0 if s is None else int(s["hard"].sum())
             steps.append({"step": "hard rows (rejection sampling)", "stage": "sample", "rows": hard,
                           "dropped": self.drop_counts("sample") + ([{"drop_reason": "not_hard", "rows":
@@ -110,7 +131,7 @@ class RunData:
         return steps
 
     def _status_drops(self) -> list[dict[str, Any]]:
-        syn = self.frame("synthesize")
+        syn = self.frame("synthesize", columns=["teacher_status"])
         if syn is None:
             return []
         bad = syn.filter(pl.col("teacher_status") != "ok")
@@ -119,7 +140,7 @@ class RunData:
 
     def table6(self) -> list[dict[str, Any]]:
         """Paper Table 6 layout per modality, with the paper's figures beside ours."""
-        f = self.frame("filter")
+        f = self.frame("filter", columns=["modality", "step_count", "steps"])
         out = []
         for mod in (*MODALITIES, "overall"):
             sel = f if mod == "overall" or f is None else f.filter(pl.col("modality") == mod)
@@ -134,9 +155,18 @@ class RunData:
                         "paper_samples": p_n, "paper_steps": p_s, "paper_mean_steps": round(p_s / p_n, 2)})
         return out
 
+    def reasoning_lengths(self) -> pl.DataFrame | None:
+        """modality, step_count and reasoning characters of every kept filter row (computed part by part)."""
+        frames = []
+        for p in StageDir(self.run_dir, "filter").parts():
+            f = pl.read_parquet(p, columns=["modality", "step_count", "reasoning"])
+            frames.append(f.select("modality", "step_count", pl.col("reasoning").str.len_chars().alias("chars")))
+        return pl.concat(frames) if frames else None
+
     def teacher(self) -> dict[str, Any]:
         m = self.manifest("synthesize").get("teacher") or {}
-        syn = self.frame("synthesize")
+        syn = self.frame("synthesize", columns=["source", "teacher_status", "teacher_error", "prompt_tokens",
+                                                "completion_tokens", "cost_usd"])
         out: dict[str, Any] = {k: m.get(k) for k in ("model", "mode", "prompt_tokens", "completion_tokens",
                                                      "cost_usd", "price_per_1m", "statuses")}
         if syn is not None and syn.height:
@@ -152,7 +182,7 @@ class RunData:
         return out
 
     def sampling(self) -> dict[str, Any]:
-        s = self.frame("sample")
+        s = self.frame("sample", columns=["source", "k", "n_right", "hard"])
         if s is None or not s.height:
             return {}
         right = s.group_by(["k", "n_right"]).agg(pl.len().alias("rows")).sort(["k", "n_right"]).to_dicts()
@@ -162,7 +192,7 @@ class RunData:
         return {"rule": self.manifest("sample").get("rule"), "n_right": right, "hard_by_source": per_source}
 
     def rl(self) -> dict[str, Any]:
-        c = self.frame("concat")
+        c = self.frame("concat", columns=["kind", "modality"])
         if c is None or not c.height:
             return {}
         kinds = c.group_by("kind").agg(pl.len().alias("rows")).sort("kind").to_dicts()
@@ -174,7 +204,7 @@ class RunData:
 
     def decontamination(self) -> dict[str, Any]:
         m = self.manifest("ingest")
-        d = self.drops("ingest")
+        d = self.drops("ingest", ["drop_reason", "source"])
         leaks: list[dict] = []
         if d is not None and d.height:
             leaks = (d.filter(pl.col("drop_reason").str.starts_with("leak:"))

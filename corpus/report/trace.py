@@ -20,11 +20,9 @@ from corpus.report.run_data import RunData
 LABELS = ["modality", "request_label", "response_label", "label_origin"]
 
 
-def _one(frame: pl.DataFrame | None, column: str, value: str) -> dict | None:
-    if frame is None or column not in frame.columns:
-        return None
-    hit = frame.filter(pl.col(column) == value).head(1)
-    return hit.to_dicts()[0] if hit.height else None
+def _one(data: RunData, stage: str, output: str | None, row_id: str) -> dict | None:
+    hits = data.find(stage, output, pl.col("id") == row_id, 1)
+    return hits[0] if hits else None
 
 
 def _pick(row: dict, keys: list[str]) -> dict:
@@ -51,12 +49,15 @@ class Tracer:
         d = self.data
         out: dict[str, Any] = {"id": row_id}
         base = None
-        for output, status in ((None, "kept"), ("harm_image_test", "heldout"), ("dropped", "dropped")):
-            base = _one(d.frame("ingest", output), "id", row_id)
+        heldout = d.manifest("ingest").get("heldout_output")
+        for output, status in ((None, "kept"), (heldout, "heldout"), ("dropped", "dropped")):
+            if status == "heldout" and not heldout:
+                continue
+            base = _one(d, "ingest", output, row_id)
             if base is not None:
                 out["ingest"] = {"status": status, **_pick(base, LABELS + ["drop_reason", "detail"])}
                 break
-        syn = _one(d.frame("synthesize"), "id", row_id)
+        syn = _one(d, "synthesize", None, row_id)
         base = base or syn
         if base is None:
             return out
@@ -64,19 +65,19 @@ class Tracer:
         if syn is not None:
             out["synthesize"] = _pick(syn, ["request_key", "teacher_model", "teacher_status", "teacher_error",
                                             "prompt_tokens", "completion_tokens", "cost_usd"])
-        kept = _one(d.frame("filter"), "id", row_id)
+        kept = _one(d, "filter", None, row_id)
         if kept is not None:
             out["filter"] = {"status": "kept", **_pick(kept, ["step_count", "request_label", "response_label",
                                                               "label_origin"])}
         else:
-            dropped = _one(d.frame("filter", "dropped"), "id", row_id)
+            dropped = _one(d, "filter", "dropped", row_id)
             if dropped is not None:
                 out["filter"] = {"status": "dropped", **_pick(dropped, ["drop_reason", "detail", "teacher_request",
                                                                          "teacher_response"])}
-        exp = _one(d.frame("export"), "id", row_id)
+        exp = _one(d, "export", None, row_id)
         if exp is not None:
             out["export"] = _pick(exp, ["step_count", "target_chars", "n_images"])
-        smp = _one(d.frame("sample"), "id", row_id)
+        smp = _one(d, "sample", None, row_id)
         if smp is not None:
             answers = [_pick(r, ["request", "response", "correct"]) for r in smp.get("rollouts") or []]
             out["sample"] = {**_pick(smp, ["k", "n_right", "hard"]), "answers": answers}
@@ -86,12 +87,9 @@ class Tracer:
         return out
 
     def _rl_rows_with(self, row_id: str) -> list[dict]:
-        c = self.data.frame("concat")
-        if c is None:
-            return []
-        hits = c.filter((pl.col("id") == row_id) | pl.col("members").list.contains(row_id))
+        hits = self.data.find("concat", None, (pl.col("id") == row_id) | pl.col("members").list.contains(row_id))
         rows = []
-        for r in hits.to_dicts():
+        for r in hits:
             rows.append({"id": r["id"], "kind": r["kind"], "members": r.get("members") or [],
                          "exported": self._exported(r["id"])})
         return rows
@@ -102,11 +100,12 @@ class Tracer:
             path = self.data.run_dir / "rl-export" / info["path"]
             if path.suffix != ".parquet" or not path.exists():
                 continue
-            frame = pl.read_parquet(path)
-            if "id" in frame.columns:
-                hit = frame.filter(pl.col("id") == rl_id)
-            elif "extra_info" in frame.columns:
-                hit = frame.filter(pl.col("extra_info").struct.field("id") == rl_id)
+            lazy = pl.scan_parquet(path)  # only the matching rows are materialised
+            names = lazy.collect_schema().names()
+            if "id" in names:
+                hit = lazy.filter(pl.col("id") == rl_id).collect()
+            elif "extra_info" in names:
+                hit = lazy.filter(pl.col("extra_info").struct.field("id") == rl_id).collect()
             else:
                 continue
             for r in hit.to_dicts():
@@ -117,7 +116,7 @@ class Tracer:
     def trace(self, ident: str) -> dict[str, Any]:
         """The chain of ``ident``; raise KeyError when no stage has a row of that id or source_id."""
         d = self.data
-        concat = _one(d.frame("concat"), "id", ident)
+        concat = _one(d, "concat", None, ident)
         if concat is not None and concat.get("kind") == "concat":
             return {"id": ident, "kind": "concat", "members": [self.chain(m) for m in concat["members"]],
                     "rl": self._rl_rows_with(ident)}
@@ -125,18 +124,17 @@ class Tracer:
         if len(found) > 1:
             return found
         ids: list[str] = []
-        for stage, output in (("ingest", None), ("ingest", "harm_image_test"), ("ingest", "dropped")):
-            f = d.frame(stage, output)
-            if f is not None and "source_id" in f.columns:
-                ids += [i for i in f.filter(pl.col("source_id") == ident)["id"].to_list() if i]
-        dropped = d.frame("ingest", "dropped")
-        unkeyed = [] if dropped is None else dropped.filter((pl.col("source_id") == ident) & pl.col("id").is_null())
-        if not ids and not len(unkeyed):
+        unkeyed: list[dict] = []
+        heldout = d.manifest("ingest").get("heldout_output")
+        for output in [None, *([heldout] if heldout else []), "dropped"]:
+            for r in d.find("ingest", output, pl.col("source_id") == ident):
+                (ids if r.get("id") else unkeyed).append(r.get("id") or r)
+        if not ids and not unkeyed:
             raise KeyError(f"no row with id or source_id {ident!r} in {d.run_dir}")
         chains = [self.chain(i) for i in dict.fromkeys(ids)]
         chains += [{"id": None, "source": self.source_step(r), "ingest": {"status": "dropped",
                                                                          **_pick(r, ["drop_reason", "detail"])}}
-                   for r in ([] if not len(unkeyed) else unkeyed.to_dicts())]
+                   for r in unkeyed]
         return {"source_id": ident, "rows": chains}
 
 
