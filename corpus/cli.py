@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from corpus.engine import EngineError, EngineSpec, use_engine
+from corpus.label_overrides import OverrideError
 from corpus.recipe import RecipeError, load_recipe
 from corpus.schema import SchemaError
 from corpus.sources.base import SourceError
@@ -29,7 +30,8 @@ RECIPE_HELP = "Recipe YAML (see pipelines/). Default: the embedded default recip
 OUT_HELP = "Run directory: every stage writes <out>/<stage>/ there."
 FORCE_HELP = "Rerun the stage(s) even when their manifest matches."
 RETRY_FAILED_HELP = "synthesize: also retry rows that failed for a final cause (e.g. HTTP 400)."
-USER_ERRORS = (RecipeError, SourceError, SchemaError, FileNotFoundError, CorruptPartError, RunDirLocked)
+USER_ERRORS = (RecipeError, SourceError, SchemaError, FileNotFoundError, CorruptPartError, RunDirLocked,
+               OverrideError)
 #: exit status of a stage that stopped with its work kept (unusable teacher, rows to retry): rerun to resume
 EXIT_INCOMPLETE = 3
 
@@ -42,6 +44,15 @@ def _setup_logging(verbose: bool) -> None:
 def _fail(exc: Exception) -> None:
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
+
+
+def _record_recipe(recipe, recipe_path: Path | None, out: Path) -> None:
+    """<out>/_recipe.json: the recipe a stage last ran with (the dataset card and the plan read it)."""
+    from corpus.store import stable_hash, write_json_atomic
+
+    doc = recipe.model_dump(mode="json")
+    write_json_atomic(out / "_recipe.json", {"path": str(recipe_path or "embedded:default.yaml"),
+                                             "sha256": stable_hash(doc), "recipe": doc})
 
 
 ENGINE_HELP = "Where the stages' units run: `local` (a process pool on this machine) or `ray` (Ray Data)."
@@ -63,7 +74,8 @@ def _run_stages(stages: list[str], recipe_path: Path | None, out: Path, force: b
     lock = None
     try:
         recipe = load_recipe(recipe_path)
-        lock = lock_run_dir(out)  # held until this process exits: one run per directory
+        lock = lock_run_dir(out)
+        _record_recipe(recipe, recipe_path, out)  # held until this process exits: one run per directory
         with use_engine(spec or EngineSpec()):
             for stage in stages:
                 typer.secho(f"[{stage}]", bold=True, err=True)
@@ -114,6 +126,12 @@ def run(
         _fail(exc)
     _run_stages(stages, recipe, out, force, verbose, _engine_spec(engine, workers, ray_address), retry_failed)
     stats(out, as_json=False)
+    try:
+        import matplotlib  # noqa: F401  (the `report` extra)
+    except ImportError:
+        typer.echo("report: skipped (install the `report` extra: pip install -e '.[report]')")
+        return
+    report(out, browser_rows=8)
 
 
 def _stage_command(stage: str):
@@ -272,6 +290,105 @@ def evaluate(
     else:
         typer.echo("\n\n".join(render(rep) for rep in reports) or "nothing to evaluate: the recipe lists no "
                    "evaluate.benchmarks or evaluate.predictions")
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `corpus run` or a stage."),
+    browser_rows: int = typer.Option(8, "--rows", min=1, help="Rows per stage in the sample browser."),
+) -> None:
+    """Write RUN/report/index.html (self-contained: inline plots and thumbnails) and the dataset card."""
+    from corpus.report.html import write_report
+
+    try:
+        page = write_report(run_dir, browser_rows=browser_rows)
+    except FileNotFoundError as exc:
+        _fail(exc)
+    typer.echo(f"report: {page}")
+
+
+@app.command()
+def trace(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    row_id: str = typer.Argument(..., help="A row id of any stage (or a seed source_id)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the chain as JSON."),
+) -> None:
+    """Print the provenance chain of a row: source record -> ingest -> teacher -> filter -> sample -> RL rows."""
+    from corpus.report.trace import Tracer, render
+
+    try:
+        doc = Tracer(run_dir).trace(row_id)
+    except (FileNotFoundError, KeyError) as exc:
+        _fail(exc)
+    typer.echo(json.dumps(doc, indent=2, default=str) if as_json else render(doc))
+
+
+@app.command()
+def plan(
+    recipe: Path | None = typer.Argument(None, help=RECIPE_HELP),
+    work: Path | None = typer.Option(None, "--work", help="Keep the local ingest here (default: a temp folder)."),
+    seconds_per_request: float = typer.Option(8.0, "--seconds-per-request", min=0.0,
+                                              help="Assumed teacher latency for the time estimate."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+) -> None:
+    """Before spending: rows per source, teacher tokens on the real prompts, cost (and Batch), time, training tokens."""
+    from corpus.report.plan import plan as make_plan
+    from corpus.report.plan import render
+
+    _setup_logging(False)
+    try:
+        p = make_plan(load_recipe(recipe), work, seconds_per_request)
+    except USER_ERRORS as exc:
+        _fail(exc)
+    typer.echo(json.dumps(p, indent=2, default=str) if as_json else render(p))
+
+
+@app.command("near-dups")
+def near_dups(
+    run_dir: Path = typer.Argument(..., help="A run directory with a finished ingest."),
+    threshold: float = typer.Option(0.8, "--threshold", min=0.05, max=1.0, help="Jaccard of word-shingle sets."),
+    shingle: int = typer.Option(5, "--shingle", min=1, help="Words per shingle."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures and pairs as JSON."),
+) -> None:
+    """Near-duplicate text among the ingested rows (MinHash LSH), per source, within and across sources."""
+    from corpus.report.neardup import NearDupConfig, near_duplicate_report
+    from corpus.stats import _fmt_table
+
+    rep = near_duplicate_report(run_dir, NearDupConfig(threshold=threshold, shingle=shingle))
+    if rep is None:
+        _fail(FileNotFoundError(f"no finished ingest stage in {run_dir}"))
+    if as_json:
+        typer.echo(json.dumps(rep, indent=2))
+        return
+    typer.echo(f"{rep['duplicates']} near-duplicates among {rep['rows']} text rows (Jaccard >= {threshold}, "
+               f"{shingle}-word shingles, {rep['seconds']} s)")
+    typer.echo("\n".join(_fmt_table(rep["by_source"], ["source", "rows", "near_dup_within", "near_dup_across",
+                                                       "rate"])))
+    for p in rep["pairs"]:
+        typer.echo(f"  {p['id']} ({p['source']}) ~ {p['matched_id']} ({p['matched_source']}) J={p['jaccard']}")
+
+
+@app.command("audit-labels")
+def audit_labels(
+    run_dir: Path = typer.Argument(..., help="A run directory with a finished filter stage."),
+    recipe: Path | None = typer.Argument(None, help="Recipe whose synthesize section names the teacher "
+                                         "(default: the embedded default recipe)."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Audit at most N rows."),
+) -> None:
+    """Re-ask the teacher blind on the label-mismatch drops; write RUN/audit-labels/review.{jsonl,csv}."""
+    from corpus.report.audit import audit
+
+    _setup_logging(False)
+    try:
+        s = audit(load_recipe(recipe), run_dir, limit)
+    except USER_ERRORS as exc:
+        _fail(exc)
+    typer.echo(f"audited {s['audited']} label-mismatch rows: {s['answered']} answered blind, {s['suspected']} "
+               f"suspected label noise; review file {run_dir / s['review_file']} (fill reviewed_*_label, then "
+               "set ingest.label_overrides to it)")
+    if s["mode"] == "replay" and s["audited"] and not s["answered"]:
+        typer.echo("note: replay mode answers only cached requests; the blind ones need an online teacher "
+                   "(a recipe with synthesize.mode: online)")
 
 
 def main() -> None:  # pragma: no cover

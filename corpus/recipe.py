@@ -111,6 +111,10 @@ class IngestConfig(Strict):
     sources: list[SourceSpec] = Field(default_factory=list)
     heldout: HeldoutConfig | None = Field(default_factory=HeldoutConfig)
     decontaminate: DecontamConfig = Field(default_factory=DecontamConfig)
+    label_overrides: str | None = Field(
+        None, exclude=True, description="Reviewed labels (the file `corpus audit-labels` writes, corrected): "
+        "applied by the filter, recorded as label_origin reviewed. Not part of the ingest hash: ingest rows "
+        "keep the seed's labels.")
 
     @model_validator(mode="after")
     def _unique_names(self) -> IngestConfig:

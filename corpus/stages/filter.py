@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from corpus.engine.units import UnitResult, UnitTask, part_tasks, run_units
 from corpus.guard_format import Answers, parse_answers, reserved_tokens_in, sft_target, split_answers
+from corpus.label_overrides import apply_override, load_overrides
 from corpus.reasoning import ReasoningConfig, extract_steps, numbered_steps_per_task, sanitise_reasoning
 from corpus.schema import Schema, load_schema
 from corpus.store import StageDir, StageWriter
@@ -165,14 +166,16 @@ def filter_row(row: dict, cfg: FilterConfig, notes: Counter | None = None) -> di
     }
 
 
-def filter_table(table: pa.Table, cfg: FilterConfig) -> tuple[pa.Table, pa.Table, Counter]:
-    """Split one synthesized table into (kept, dropped, counters)."""
+def filter_table(table: pa.Table, cfg: FilterConfig,
+                 overrides: dict | None = None) -> tuple[pa.Table, pa.Table, Counter]:
+    """Split one synthesized table into (kept, dropped, counters); ``overrides``: reviewed labels by row id."""
     schema = filtered_schema()
     kept: list[dict] = []
     dropped: list[dict] = []
     counters: Counter[str] = Counter()
     for row in table.to_pylist():
         counters["rows_in"] += 1
+        row = apply_override(row, overrides or {})
         try:
             notes: Counter[str] = Counter()
             out = filter_row(row, cfg, notes)
@@ -193,9 +196,9 @@ def filter_table(table: pa.Table, cfg: FilterConfig) -> tuple[pa.Table, pa.Table
     return kept_t, dropped_t, counters
 
 
-def transform(table: pa.Table, task: UnitTask, cfg: FilterConfig) -> UnitResult:
+def transform(table: pa.Table, task: UnitTask, cfg: FilterConfig, overrides: Any = None) -> UnitResult:
     """The stage's transform: one synthesize part in, its kept and dropped rows out."""
-    kept, dropped, counters = filter_table(table, cfg)
+    kept, dropped, counters = filter_table(table, cfg, overrides)
     return UnitResult(kept, dropped, counters=dict(counters))
 
 
@@ -203,12 +206,15 @@ def run(recipe: Recipe, run_dir: Path | str, force: bool = False) -> dict:
     cfg: FilterConfig = recipe.filter
     upstream = StageDir(run_dir, UPSTREAM)
     schema = filtered_schema()
-    writer = StageWriter(run_dir, STAGE, schema, config={"filter": cfg.model_dump()},
+    overrides = load_overrides(recipe.resolve(recipe.ingest.label_overrides))
+    config = {"filter": cfg.model_dump(), **({"label_overrides": overrides} if overrides else {})}
+    writer = StageWriter(run_dir, STAGE, schema, config=config,
                          input_fingerprint=upstream.fingerprint(), force=force)
     if writer.skipped:
         return writer.manifest()
     tasks = part_tasks(upstream.parts(), writer.done_units())
-    run_units(writer, partial(transform, cfg=cfg), tasks, work="cpu", desc=STAGE, total_rows=upstream.num_rows())
+    run_units(writer, partial(transform, cfg=cfg, overrides=overrides), tasks, work="cpu", desc=STAGE,
+              total_rows=upstream.num_rows())
     return writer.finish()
 
 
