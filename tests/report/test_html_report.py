@@ -66,16 +66,17 @@ def test_report_is_self_contained(default_run):
     assert all(src.startswith("data:image/") for src in re.findall(r'<img[^>]* src="([^"]+)"', text))
 
 
-@pytest.mark.skip(reason="fails after the issue 10+11+16 merge (drop examples lookup); to fix next")
 def test_report_shows_example_rows_per_drop_reason(default_run):
     out = default_run.out
     text = (out / "report" / "index.html").read_text(encoding="utf-8")
     dropped = pl.read_parquet(out / "ingest" / "dropped" / "*.parquet")
     leak = dropped.filter(pl.col("drop_reason").str.starts_with("leak:"))
     assert leak.height
-    block = text.split(f"<summary>{leak['drop_reason'][0]}: {leak.height} rows</summary>", 1)[1].split("</details>")[0]
-    for row_id in leak["id"].to_list():
-        assert row_id in block
+    for reason in leak["drop_reason"].unique().to_list():  # one block per benchmark leaked into
+        rows = leak.filter(pl.col("drop_reason") == reason)
+        block = text.split(f"<summary>{reason}: {rows.height} rows</summary>", 1)[1].split("</details>")[0]
+        for row_id in rows["id"].to_list():
+            assert row_id in block
     filt = pl.read_parquet(out / "filter" / "dropped" / "*.parquet")
     for reason in filt["drop_reason"].unique().to_list():
         assert f"<summary>{reason}: " in text
