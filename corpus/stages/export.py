@@ -2,7 +2,8 @@
 
 Under ``<run>/export/``:
 
-- ``trl/train.jsonl``: TRL conversational prompt-completion rows. ``prompt`` = [system, user] with content
+- ``trl/train.jsonl``: TRL conversational prompt-completion rows, row shapes interleaved so ``datasets`` loads
+  the file at any size (:mod:`corpus.jsonl_shapes`). ``prompt`` = [system, user] with content
   blocks (``{"type": "image"}`` where the guard input has an ``<image>`` token, ``{"type": "text", ...}``
   around it), ``completion`` = [{"role": "assistant", "content": sft_target}] (TRL puts the loss on the
   completion only), ``images`` = image paths; plus id/source/modality/labels for audits.
@@ -43,6 +44,7 @@ from corpus.guard_format import (
     has_guard_format,
     parse_answers,
 )
+from corpus.jsonl_shapes import InterleavedJsonl
 from corpus.schema import load_schema
 from corpus.store import (
     MANIFEST,
@@ -195,10 +197,10 @@ def write_exports(run_dir: Path, cfg: ExportConfig, out: Path) -> dict[str, Any]
     lf_dir, trl_dir = out / "llamafactory", out / "trl"
     dropped_all: list[dict] = []
     with ExitStack() as stack:
-        trl_f = None
-        if "trl" in cfg.formats:
+        trl_f: InterleavedJsonl | None = None
+        if "trl" in cfg.formats:  # shapes interleaved: `datasets` types each column from the file's first chunk
             trl_dir.mkdir(parents=True)
-            trl_f = stack.enter_context((trl_dir / "train.jsonl").open("w", encoding="utf-8"))
+            trl_f = InterleavedJsonl(trl_dir / "train.jsonl")
         lf: dict[str, _JsonArrayWriter] = {}
         if "llamafactory" in cfg.formats:
             lf_dir.mkdir(parents=True)
@@ -214,7 +216,7 @@ def write_exports(run_dir: Path, cfg: ExportConfig, out: Path) -> dict[str, Any]
                     continue
                 images = [_image_ref(run_dir, img["path"], cfg.image_paths) for img in row["images"]]
                 if trl_f is not None:
-                    trl_f.write(json.dumps(trl_record(row, images), ensure_ascii=False) + "\n")
+                    trl_f.write(trl_record(row, images))
                 if "llamafactory" in cfg.formats:
                     m = row["modality"]
                     if m not in lf:
@@ -226,6 +228,8 @@ def write_exports(run_dir: Path, cfg: ExportConfig, out: Path) -> dict[str, Any]
                 index.append(_index_row(row))
             write_parquet_atomic(index_schema.conform(pa.Table.from_pylist(index, schema=index_schema.arrow),
                                                       f"{STAGE}/{part_name(unit)}"), out / part_name(unit))
+        if trl_f is not None:
+            trl_f.close()
     if dropped_all:
         table = pa.Table.from_pylist(dropped_all, schema=_dropped_schema())
         write_parquet_atomic(dropped_schema.conform(table, f"{STAGE}/dropped"), out / "dropped" / part_name(0))

@@ -51,6 +51,7 @@ from corpus.guard_format import (
     reserved_tokens_in,
     result_block,
 )
+from corpus.jsonl_shapes import InterleavedJsonl
 from corpus.store import MANIFEST, StageDir, file_sha256, stable_hash, write_json_atomic
 from corpus.training.config import clip_schedule
 
@@ -177,13 +178,15 @@ class FormatWriter:
         self.fmt, self.path, self.tmp = fmt, path, _tmp(path)
         self.rows = 0
         self._parquet: pq.ParquetWriter | None = None
-        self._text = self.tmp.open("w", encoding="utf-8") if fmt == "swift" else None
+        # JSON Lines with row shapes interleaved: `datasets` (ms-swift's loader) types columns from the first chunk
+        self._text = InterleavedJsonl(path) if fmt == "swift" else None
 
     def write(self, rows: list[dict]) -> None:
         if not rows:
             return
         if self._text is not None:
-            self._text.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            for r in rows:
+                self._text.write(r)
         else:
             table = _table(self.fmt, rows)
             if self._parquet is None:
@@ -193,8 +196,9 @@ class FormatWriter:
 
     def close(self) -> None:
         if self._text is not None:
-            self._text.close()
-        elif self._parquet is None:  # no rows: an empty file with the format's schema
+            self._text.close()  # merged into place under its own temporary name
+            return
+        if self._parquet is None:  # no rows: an empty file with the format's schema
             pq.write_table(_table(self.fmt, []), self.tmp, compression="zstd")
         else:
             self._parquet.close()

