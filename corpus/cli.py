@@ -14,7 +14,7 @@ from corpus.label_overrides import OverrideError
 from corpus.recipe import RecipeError, load_recipe
 from corpus.schema import SchemaError
 from corpus.sources.base import SourceError
-from corpus.stages import available_stages, get_stage
+from corpus.stages import available_stages, get_stage, stage_help
 from corpus.store import CorruptPartError, RunDirLocked, StageIncomplete, lock_run_dir
 
 app = typer.Typer(
@@ -161,7 +161,7 @@ def _stage_command(stage: str):
     if stage == "synthesize":
         command = synthesize_command
 
-    command.__doc__ = get_stage(stage).HELP
+    command.__doc__ = stage_help(stage)
     return command
 
 

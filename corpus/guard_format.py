@@ -129,7 +129,10 @@ def _read_value(raw: str, synonyms: dict[str, str | None]) -> tuple[bool, str | 
 
 def parse_answers(text: str | None) -> Answers:
     """Read ``Request``/``Response``/``Completion`` from the final answers block of a teacher or guard output."""
-    block = final_block(text or "")
+    return _answers_of(final_block(text or ""))
+
+
+def _answers_of(block: tuple[int, str] | None) -> Answers:
     if block is None:
         return Answers()
     _, body = block
@@ -346,7 +349,9 @@ def count_image_tokens(text: str) -> int:
 
 def reserved_tokens_in(text: str | None) -> list[str]:
     """Reserved guard tokens (``<image>``, ``<think>``, ...) that occur in ``text``."""
-    return [t for t in RESERVED_TOKENS if text and t in text]
+    if not text or "<" not in text:  # every reserved token starts with "<"
+        return []
+    return [t for t in RESERVED_TOKENS if t in text]
 
 
 # ---------------------------------------------------------------- parsing
@@ -355,11 +360,20 @@ def reserved_tokens_in(text: str | None) -> list[str]:
 def split_answers(text: str) -> tuple[str, str | None]:
     """``(reasoning, block)``: the text before the final answers block (trailing ``---`` and an echoed
     "The ground truth is" line removed) and the block itself (None when there is none)."""
-    block = final_block(text or "")
+    return _split(text, final_block(text or ""))
+
+
+def _split(text: str, block: tuple[int, str] | None) -> tuple[str, str | None]:
     if block is None:
         return (text or "").strip(), None
     start, _ = block
     return strip_reasoning_tail(text[:start]), text[start:]
+
+
+def read_output(text: str) -> tuple[Answers, str]:
+    """``(parse_answers(text), split_answers(text)[0])``, finding the final block once."""
+    block = final_block(text or "")
+    return _answers_of(block), _split(text, block)[0]
 
 
 _RULE_LINE = re.compile(r"-{3,}|\*{3,}|_{3,}")

@@ -33,6 +33,8 @@ _CONCLUSION = re.compile(
 _TASK_CONCLUSION = re.compile(r"^[ \t:.\-]*Conclusion\b" + _SEP + r"(.*)$", re.IGNORECASE)
 _OTHER_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]")
 _RULE = re.compile(r"^[ \t]*(?:-{3,}|\*{3,}|_{3,})[ \t]*$")
+#: the first non-blank character of every line a pattern above can match (a cheap test before the regexes)
+_HEADING_CHARS = ("#", "*", "-", "_")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,10 @@ def extract_steps(reasoning: str | None) -> list[Step]:
         cur = None
 
     for line in (reasoning or "").splitlines():
+        if line.lstrip(" \t")[:1] not in _HEADING_CHARS:  # no heading or rule can start this line
+            if cur is not None:
+                cur["lines"].append(line)
+            continue
         m = _STEP.match(line)
         if m:
             close()
@@ -147,7 +153,7 @@ def strip_inapplicable_tasks(reasoning: str, has_response: bool) -> Sanitised:
     lines = reasoning.split("\n")
     sections: list[tuple[int | None, list[str]]] = [(None, [])]
     for line in lines:
-        m = _TASK.match(line)
+        m = _TASK.match(line) if line.lstrip(" \t")[:1] in _HEADING_CHARS else None
         if m:
             sections.append((int(m.group(1)), [line]))
         else:

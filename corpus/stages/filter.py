@@ -19,7 +19,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from corpus.engine.units import UnitResult, UnitTask, part_tasks, run_units
-from corpus.guard_format import Answers, parse_answers, reserved_tokens_in, sft_target, split_answers
+from corpus.guard_format import Answers, read_output, reserved_tokens_in, sft_target
 from corpus.label_overrides import apply_override, load_overrides
 from corpus.reasoning import ReasoningConfig, extract_steps, numbered_steps_per_task, sanitise_reasoning
 from corpus.schema import Schema, load_schema
@@ -121,10 +121,9 @@ def filter_row(row: dict, cfg: FilterConfig, notes: Counter | None = None) -> di
     output = row.get("teacher_output")
     if output is None or not output.strip():
         raise Drop("empty", "teacher_status ok but the output is empty")
-    ans = parse_answers(output)
+    ans, reasoning = read_output(output)
     if not ans.found:
         raise Drop("no_answers", "no final Answers:/<result> block with Request/Response keys")
-    reasoning, _ = split_answers(output)
     clean = sanitise_reasoning(reasoning, _has_response(row), cfg.reasoning)
     reasoning = clean.text
     steps = extract_steps(reasoning)
