@@ -184,20 +184,56 @@ def disk(path: Path) -> int:
 
 # ---------------------------------------------------------------- plain polars baselines (the same work)
 
-ANS = r"(?is)answers:\s*\n?\s*request:\s*(harmful|unharmful)\s*\n\s*response:\s*(harmful|unharmful|none)"
+#: the final answers block (the last one: the greedy prefix ends before it) and its two labels
+BEFORE = r"(?s)^(.*)(?:[Aa]nswers:|<result>)"
+LAST = r"(?is)(?:answers:|<result>)\s*\n?\s*request:\s*(\w+)\s*\n\s*response:\s*(\w+)"
+STEP_HEAD = r"(?m)^#{1,3}[ \t]*(?:Reasoning Step[ \t]*\d+|Conclusion)[^\n]*$"
 
 
 def baseline_filter(run: Path) -> float:
+    """The filter's work in polars: reserved tokens, teacher status, the final block and its labels, reasoning
+    before it (tail rule and response task stripped, tokens neutralised), steps, label checks and fills,
+    the SFT target, and kept/dropped parts with a reason."""
+    from corpus.guard_format import RESERVED_TOKENS
+    from corpus.reasoning import NEUTRAL_TOKENS
+
     t0 = time.perf_counter()
     lf = pl.scan_parquet(str(run / "synthesize" / "part-*.parquet"))
-    out = lf.with_columns(
-        req=pl.col("teacher_output").str.extract(ANS, 1).str.to_lowercase(),
-        resp=pl.col("teacher_output").str.extract(ANS, 2).str.to_lowercase(),
-        steps=pl.col("teacher_output").str.count_matches(r"## Reasoning Step \d+"),
-    ).with_columns(keep=(pl.col("teacher_status") == "ok") & (pl.col("req") == pl.col("request_label"))
-                   & (pl.col("steps") > 0))
-    out.filter(pl.col("keep")).sink_parquet(str(run / "_baseline_filter.parquet"))
-    out.filter(~pl.col("keep")).select("id").sink_parquet(str(run / "_baseline_filter_dropped.parquet"))
+    out = pl.col("teacher_output").fill_null("")
+    label = pl.col("teacher_output").str.extract_all(LAST).list.last()
+    has_resp = pl.col("response").is_not_null()
+    reserved = pl.any_horizontal(*(pl.col(c).fill_null("").str.contains_any(list(RESERVED_TOKENS))
+                                   for c in ("prompt", "response")))
+    df = lf.with_columns(
+        t_req=label.str.extract(LAST, 1).str.to_lowercase(),
+        t_resp=label.str.extract(LAST, 2).str.to_lowercase().replace("none", None),
+        reasoning=out.str.extract(BEFORE, 1).str.replace(r"(?s)\s*(?:-{3,}\s*)+$", "").str.strip_chars(),
+    ).with_columns(
+        reasoning=pl.when(has_resp).then(pl.col("reasoning"))
+        .otherwise(pl.col("reasoning").str.replace(r"(?s)# Task 2\b.*$", "").str.strip_chars())
+        .str.replace_many(list(NEUTRAL_TOKENS), list(NEUTRAL_TOKENS.values())),
+    ).with_columns(
+        steps=pl.col("reasoning").str.replace_all(STEP_HEAD, "\x00").str.split("\x00").list.slice(1)
+        .list.eval(pl.element().str.strip_chars()),
+    ).with_columns(
+        step_count=pl.col("steps").list.len(),
+        request_label=pl.coalesce("request_label", "t_req"),
+        response_label=pl.when(has_resp).then(pl.coalesce("response_label", "t_resp")),
+    ).with_columns(
+        drop_reason=pl.when(reserved).then(pl.lit("reserved_token"))
+        .when(pl.col("teacher_status") != "ok").then(pl.lit("teacher_failed"))
+        .when(out.str.strip_chars() == "").then(pl.lit("empty"))
+        .when(pl.col("t_req").is_null()).then(pl.lit("no_answers"))
+        .when(pl.col("step_count") == 0).then(pl.lit("no_steps"))
+        .when(pl.col("t_req") != pl.col("request_label")).then(pl.lit("label_mismatch:request"))
+        .when(has_resp & (pl.col("t_resp") != pl.col("response_label"))).then(pl.lit("label_mismatch:response"))
+        .when(~has_resp & pl.col("t_resp").is_not_null()).then(pl.lit("label_mismatch:response")),
+        sft_target=pl.concat_str(pl.lit("<think>\n"), "reasoning", pl.lit("\n</think>\n<result>\nRequest: "),
+                                 pl.col("t_req"), pl.lit("\nResponse: "), pl.col("t_resp").fill_null("None"),
+                                 pl.lit("\n</result>")),
+    ).collect()
+    df.filter(pl.col("drop_reason").is_null()).drop("drop_reason").write_parquet(run / "_baseline_filter.parquet")
+    df.filter(pl.col("drop_reason").is_not_null()).write_parquet(run / "_baseline_filter_dropped.parquet")
     return time.perf_counter() - t0
 
 

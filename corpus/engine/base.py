@@ -23,6 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,16 @@ class Engine:
             yield i, fn(task)
 
 
+def _modules_of(fn: Any, depth: int = 0) -> list[str]:
+    """The ``corpus`` modules defining ``fn`` and the functions bound into it (``functools.partial``): what a
+    worker imports to unpickle the task function."""
+    if depth > 4:
+        return []
+    inner = [fn.func, *fn.args, *fn.keywords.values()] if isinstance(fn, partial) else []
+    mods = [m for m in [getattr(fn, "__module__", None)] if isinstance(m, str) and m.startswith("corpus.")]
+    return sorted({*mods, *(m for x in inner if callable(x) for m in _modules_of(x, depth + 1))})
+
+
 class LocalEngine(Engine):
     """This machine: ``cpu`` units on a pool of ``workers`` processes (default: one per core)."""
 
@@ -84,13 +95,13 @@ class LocalEngine(Engine):
         self.spec = spec or EngineSpec()
         self._pool: ProcessPoolExecutor | None = None
 
-    def _get_pool(self) -> ProcessPoolExecutor:
+    def _get_pool(self, fn: Callable[[Any], Any]) -> ProcessPoolExecutor:
         if self._pool is None:
             # forkserver: workers start from a clean interpreter, never a copy of a driver holding locks or a model
             method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
             ctx = mp.get_context(method)
             if method == "forkserver":  # import the heavy modules once in the server, not in every worker
-                ctx.set_forkserver_preload(["pyarrow", "pyarrow.parquet", "corpus.engine.units"])
+                ctx.set_forkserver_preload(["pyarrow", "pyarrow.parquet", "corpus.engine.units", *_modules_of(fn)])
             self._pool = ProcessPoolExecutor(self.spec.cpu_workers, mp_context=ctx)
         return self._pool
 
@@ -100,7 +111,7 @@ class LocalEngine(Engine):
         if work == "serial" or self.spec.cpu_workers == 1 or len(tasks) <= 1 or small:
             yield from self._serial(fn, tasks)
             return
-        pool = self._get_pool()
+        pool = self._get_pool(fn)
         limit = 2 * self.spec.cpu_workers  # bounded in flight: results never pile up in memory
         pending: dict[Future, int] = {}
         todo = iter(enumerate(tasks))

@@ -4,14 +4,21 @@ A stage declares its units (:class:`UnitTask`: the parts a unit reads, and which
 transform ``table -> UnitResult``; :func:`run_units` skips the units already committed, runs the
 others on the current engine (each reads its parts, transforms, and commits its own files through a
 :class:`~corpus.store.UnitSink`), and reports progress as units finish.
+
+Units assembled by id from rows of many parts (``UnitTask.ids``) are first routed by a shuffle: one task
+per input part reads it once and writes each unit's share under ``<stage>/_shuffle/``, so each unit reads
+only its own rows and every part is read once, not once per unit.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import os
+import shutil
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -81,10 +88,90 @@ def part_tasks(parts: Sequence, done: set[int], columns: Sequence[str] | None = 
             for unit, p in enumerate(parts) if unit not in done]
 
 
+@dataclass(frozen=True)
+class ScatterTask:
+    """One input part of a shuffle: the row positions it sends to each unit (in part order)."""
+
+    part: int
+    path: str
+    columns: tuple[str, ...] | None
+    units: tuple[int, ...]
+    positions: tuple[tuple[int, ...], ...]
+
+
+def _share_path(scratch: Path, unit: int, part: int) -> Path:
+    return scratch / f"u{unit:05d}" / f"p{part:05d}.parquet"
+
+
+def scatter_part(task: ScatterTask, scratch: str) -> int:
+    """Read one part and write each unit's rows of it (a temporary name, then a rename); returns rows sent."""
+    t = pq.read_table(task.path, columns=list(task.columns) if task.columns else None)
+    sent = 0
+    for unit, pos in zip(task.units, task.positions):
+        path = _share_path(Path(scratch), unit, task.part)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        pq.write_table(t.take(pa.array(pos, pa.int64())), tmp, compression="lz4")
+        os.replace(tmp, path)
+        sent += len(pos)
+    return sent
+
+
+def shuffle_by_id(tasks: Sequence[UnitTask], scratch: Path) -> list[UnitTask]:
+    """Route the rows of id-assembled units (``ids`` over several inputs) to one file per (unit, part).
+
+    Reads the ``id`` column of every input part in the driver, runs one scatter task per part on the current
+    engine, and returns the tasks rewritten to read only their shares. Every row whose id a unit lists goes
+    to that unit, in the order :func:`read_unit` would have read it, so the units see the same tables.
+    """
+    wanted: dict[str, set[int]] = defaultdict(set)
+    for t in tasks:
+        for rid in t.ids or ():
+            wanted[rid].add(t.unit)
+    parts = sorted({p for t in tasks for p in t.inputs})
+    columns = tasks[0].columns
+    if any(t.columns != columns for t in tasks):
+        raise ValueError("shuffle_by_id: the units read different columns")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scatter: list[ScatterTask] = []
+    shares: dict[int, dict[str, str]] = defaultdict(dict)
+    for k, path in enumerate(parts):
+        routes: dict[int, list[int]] = defaultdict(list)
+        for pos, rid in enumerate(pq.read_table(path, columns=["id"]).column("id").to_pylist()):
+            for unit in sorted(wanted.get(rid, ())):
+                routes[unit].append(pos)
+        if routes:
+            units = tuple(sorted(routes))
+            scatter.append(ScatterTask(k, path, columns, units, tuple(tuple(routes[u]) for u in units)))
+            for u in units:
+                shares[u][path] = str(_share_path(scratch, u, k))
+    rows = sum(len(p) for s in scatter for p in s.positions)
+    with current_engine() as engine:
+        for _ in engine.map(partial(scatter_part, scratch=str(scratch)), scatter, work="cpu", rows=rows):
+            pass
+    out = []
+    for t in tasks:
+        if t.ids is None:
+            out.append(t)
+        elif shares.get(t.unit):  # its shares in the order of its inputs, as read_unit reads them
+            out.append(replace(t, inputs=tuple(shares[t.unit][p] for p in t.inputs if p in shares[t.unit]),
+                               ids=None))
+        else:  # no rows: its first input with no ids is an empty table with the columns
+            out.append(replace(t, inputs=t.inputs[:1], ids=()))
+    return out
+
+
+def _needs_shuffle(tasks: Sequence[UnitTask]) -> bool:
+    return sum(1 for t in tasks if t.ids is not None and len(t.inputs) > 1) > 1
+
+
 def run_units(writer: StageWriter, transform: Transform, tasks: Sequence[UnitTask], *, work: Work = "cpu",
               desc: str | None = None, total_rows: int | None = None) -> Counter:
     """Run ``transform`` over every task on the current engine; returns kept/dropped row totals."""
     fn = partial(execute_unit, transform=transform, sink=writer.sink())
+    scratch = writer.path / "_shuffle"
+    if _needs_shuffle(tasks):
+        tasks = shuffle_by_id(tasks, scratch)
     todo = sum(t.rows for t in tasks)
     total = total_rows if total_rows is not None else todo
     progress = RowProgress(desc or writer.stage, total, done=total - todo)
@@ -96,4 +183,5 @@ def run_units(writer: StageWriter, transform: Transform, tasks: Sequence[UnitTas
                 progress.update(counts["rows"])
     finally:
         progress.close()
+        shutil.rmtree(scratch, ignore_errors=True)
     return totals

@@ -293,6 +293,16 @@ def _check_target(where: str, i: int, row: dict, target: str, labels: tuple | No
         _fail(where, i, row, f"target labels {(ans.request, ans.response)} differ from the row's {labels}")
 
 
+def _rows_of(ds, chunk: int = 2048) -> Iterator[dict]:
+    """The loaded dataset's rows as stored, a record batch at a time (row-by-row access through the dataset's
+    formatter costs more than the checks)."""
+    if isinstance(ds, list):
+        yield from ds
+        return
+    for batch in ds.data.table.to_batches(max_chunksize=chunk):
+        yield from batch.to_pylist()
+
+
 def _load_json(path: Path, cache: Path):
     from datasets import load_dataset
 
@@ -304,7 +314,7 @@ def check_trl(out: Path, run_dir: Path, expected: int, cache: Path) -> None:
     ds = _load_json(path, cache) if expected else []
     if len(ds) != expected:
         raise ExportError(f"export check failed: {path} has {len(ds)} rows, expected {expected}")
-    for i, row in enumerate(ds):
+    for i, row in enumerate(_rows_of(ds)):
         roles = [m["role"] for m in row["prompt"]]
         if roles != ["system", "user"]:
             _fail(str(path), i, row, f"prompt roles {roles}, expected ['system', 'user']")
@@ -338,7 +348,7 @@ def check_llamafactory(out: Path, run_dir: Path, expected: dict[str, int], cache
         ds = _load_json(path, cache)
         if len(ds) != expected[name]:
             raise ExportError(f"export check failed: {path} has {len(ds)} rows, expected {expected[name]}")
-        for i, row in enumerate(ds):
+        for i, row in enumerate(_rows_of(ds)):
             msgs = row["messages"]
             roles = [m["role"] for m in msgs]
             if roles != ["system", "user", "assistant"]:  # sharegpt: optional system, then user/assistant pairs
@@ -361,10 +371,9 @@ def check_hf(out: Path, expected: int, embed: bool) -> None:
     want = Image if embed else Value
     if not (isinstance(feat, List) and isinstance(feat.feature, want)):
         raise ExportError(f"export check failed: {path} column images is {feat}, expected List({want.__name__})")
-    # read the stored Arrow rows (an Image is {bytes, path} there): casting or mapping the loaded dataset would
+    # the stored Arrow rows (an Image is {bytes, path} there): casting or mapping the loaded dataset would
     # write a cache-*.arrow file into the exported folder
-    raw = (row for batch in ds.data.table.to_batches(max_chunksize=256) for row in batch.to_pylist())
-    for i, row in enumerate(raw):
+    for i, row in enumerate(_rows_of(ds, 256)):
         placeholders = sum(b["type"] == "image" for m in row["prompt"] for b in m["content"])
         if placeholders != len(row["images"]):
             _fail(str(path), i, row, f"{placeholders} image placeholders but {len(row['images'])} images")

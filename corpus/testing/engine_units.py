@@ -39,7 +39,8 @@ def double_even(table: pa.Table, task) -> UnitResult:
     kept = [{"id": r["id"], "x": r["x"] * 2} for r in rows if r["x"] % 2 == 0]
     dropped = [{"id": r["id"], "x": r["x"], "drop_reason": "odd", "detail": f"x={r['x']}"}
                for r in rows if r["x"] % 2]
-    return UnitResult(pa.Table.from_pylist(kept), pa.Table.from_pylist(dropped) if dropped else None,
+    return UnitResult(pa.Table.from_pylist(kept, schema=TOY.arrow),
+                      pa.Table.from_pylist(dropped, schema=TOY_DROPPED.arrow) if dropped else None,
                       counters={"rows_in": len(rows)})
 
 
