@@ -237,18 +237,51 @@ def baseline_filter(run: Path) -> float:
     return time.perf_counter() - t0
 
 
+def _plain_stitch(paths: list[Path], out_dir: Path, max_pixels: int = 1280 * 28 * 28) -> str:
+    """Side by side at a common height within the pixel budget, PNG, stored by its sha256 (a plain script's
+    stitching)."""
+    import hashlib
+    import math
+
+    ims = [Image.open(p).convert("RGB") for p in paths]
+    h = max(im.height for im in ims)
+    widths = [max(1, round(im.width * h / im.height)) for im in ims]
+    scale = min(1.0, math.sqrt(max_pixels / (sum(widths) * h)))
+    h2 = max(1, int(h * scale))
+    canvas = Image.new("RGB", (sum(max(1, int(w * scale)) for w in widths), h2), (255, 255, 255))
+    x = 0
+    for im, w in zip(ims, widths):
+        w2 = max(1, int(w * scale))
+        canvas.paste(im.resize((w2, h2), Image.Resampling.LANCZOS), (x, 0))
+        x += w2
+    buf = io.BytesIO()
+    canvas.save(buf, "PNG")
+    digest = hashlib.sha256(buf.getvalue()).hexdigest()
+    (out_dir / f"{digest}.png").write_bytes(buf.getvalue())
+    return digest
+
+
 def baseline_concat(run: Path) -> float:
+    """The concat stage's row work from its own plan (the pairing is a shuffle of ids): join each planned row's
+    members to the sample pool, concatenate prompts and responses, stitch the members' images, write Parquet."""
     t0 = time.perf_counter()
+    plan = (pl.scan_parquet(str(run / "concat" / "part-*.parquet")).select("kind", "members")
+            .with_columns(a=pl.col("members").list.get(0), b=pl.col("members").list.get(1, null_on_oob=True))
+            .drop("members"))
     pool = (pl.scan_parquet(str(run / "sample" / "part-*.parquet")).filter(pl.col("hard"))
-            .select("id", "modality", "request_label", "response_label").sort("id").collect())
-    n = pool.height // 2
-    perm = pool.sample(fraction=1.0, seed=0, shuffle=True)
-    a, b = perm.head(n), perm.slice(n, n)
-    pairs = pl.DataFrame({"a": a["id"], "b": b["id"]})
-    full = pl.scan_parquet(str(run / "sample" / "part-*.parquet")).select("id", "prompt", "response")
-    joined = (pairs.lazy().join(full, left_on="a", right_on="id").join(full, left_on="b", right_on="id", suffix="_b")
-              .with_columns(prompt=pl.concat_str("prompt", "prompt_b", separator="\n\n", ignore_nulls=True)))
-    joined.sink_parquet(str(run / "_baseline_concat.parquet"))
+            .select("id", "prompt", "response", "request_label", "response_label",
+                    pl.col("images").list.eval(pl.element().struct.field("path")).alias("image_paths")))
+    rows = (plan.join(pool, left_on="a", right_on="id", how="left")
+            .join(pool, left_on="b", right_on="id", how="left", suffix="_b")
+            .with_columns(prompt=pl.concat_str("prompt", "prompt_b", separator="\n\n", ignore_nulls=True),
+                          response=pl.concat_str("response", "response_b", separator="\n\n", ignore_nulls=True),
+                          image_paths=pl.concat_list(pl.col("image_paths"), pl.col("image_paths_b").fill_null([])))
+            .collect())
+    out_dir = run / "_baseline_concat_images"
+    out_dir.mkdir(exist_ok=True)
+    stitched = [_plain_stitch([run / p for p in paths], out_dir) if len(paths) >= 2 and kind == "concat" else None
+                for kind, paths in zip(rows["kind"].to_list(), rows["image_paths"].to_list())]
+    rows.with_columns(stitched=pl.Series(stitched, dtype=pl.String)).write_parquet(run / "_baseline_concat.parquet")
     return time.perf_counter() - t0
 
 
